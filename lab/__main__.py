@@ -1,0 +1,47 @@
+"""`python -m lab serve ...` and `python -m lab host ...`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m lab", description="fluxfleet's local Azure lab")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="start the emulated Azure services and write DIR/lab.json")
+    serve.add_argument("--state-dir", type=Path, required=True)
+    serve.add_argument("--clusters", type=int, default=50)
+    serve.add_argument("--subscriptions", type=int, default=1)
+    serve.add_argument("--offline", type=int, default=0, help="panels that start offline")
+    serve.add_argument("--time-scale", type=float, default=1.0, help="lab seconds per real second")
+    serve.add_argument("--no-azurite", action="store_true", help="do not start Azurite")
+    host = sub.add_parser("host", help="run function_app.py as the Functions host does, against the lab")
+    host.add_argument("--lab", type=Path, required=True, help="the lab's state dir (with lab.json)")
+    host.add_argument("--port", type=int, default=7071)
+    host.add_argument("--instance", default="host-1", help="a name for this host instance in logs")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+    if args.command == "serve":
+        if args.clusters < 1 or args.subscriptions < 1 or args.subscriptions > args.clusters:
+            parser.error("--clusters and --subscriptions must be positive, with at most one subscription a panel")
+        if args.time_scale <= 0:
+            parser.error("--time-scale must be positive")
+        from lab.server import Lab, serve as run_serve  # noqa: PLC0415 - keep `host` free of server imports
+
+        lab = Lab(state_dir=args.state_dir.resolve(), clusters=args.clusters, subscriptions=args.subscriptions,
+                  time_scale=args.time_scale, offline=args.offline, azurite=not args.no_azurite)
+        asyncio.run(run_serve(lab))
+        return 0
+    from lab.host import run_host  # noqa: PLC0415
+
+    return run_host(lab_dir=args.lab.resolve(), port=args.port, instance=args.instance)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

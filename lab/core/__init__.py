@@ -1,0 +1,1 @@
+"""The pieces every emulated service shares: clock, TLS, tokens, faults, events, the service base."""

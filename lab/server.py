@@ -1,0 +1,203 @@
+"""`python -m lab serve`: start every emulated service on 127.0.0.1 and write `lab.json`.
+
+One process, one asyncio loop, one listener per service (each SDK gets its own base URL, as in
+Azure), plus the control API and an Azurite child process for Storage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import importlib.util
+import json
+import logging
+import os
+import secrets
+import signal
+import uuid
+from pathlib import Path
+from typing import Any
+
+import certifi
+from aiohttp import web
+
+from lab.azurite import Azurite
+from lab.core.clock import LabClock
+from lab.core.events import EventBus
+from lab.core.faults import Faults, RequestLog, make_middleware
+from lab.core.service import LabService
+from lab.core.tls import LabTls, create_tls
+from lab.core.tokens import TokenStore
+
+log = logging.getLogger("lab")
+
+# The emulated services, in start order (agents need ARM and Git; Event Grid needs the publishers).
+SERVICE_MODULES = (
+    "lab.identity",
+    "lab.devops",
+    "lab.arm",
+    "lab.keyvault",
+    "lab.acr",
+    "lab.eventgrid",
+    "lab.imageautomation",
+)
+
+# The lab's fixed tenant: ids in lab.json are stable across runs so documentation can show them.
+TENANT_ID = "72f988bf-0000-4000-8000-00000000f1ee"
+
+
+class Lab:
+    """Everything the services share; services reach each other through `lab.service(name)`."""
+
+    def __init__(
+        self,
+        *,
+        state_dir: Path,
+        clusters: int = 50,
+        subscriptions: int = 1,
+        time_scale: float = 1.0,
+        offline: int = 0,
+        azurite: bool = True,
+        repo_root: Path | None = None,
+    ) -> None:
+        self.state_dir = state_dir
+        self.cluster_count = clusters
+        self.subscription_count = subscriptions
+        self.offline_count = offline
+        self.repo_root = repo_root or Path(__file__).resolve().parent.parent
+        self.clock = LabClock(time_scale=time_scale)
+        self.tokens = TokenStore()
+        self.events = EventBus()
+        self.faults = Faults()
+        self.requests = RequestLog()
+        self.tenant_id = TENANT_ID
+        self.subscriptions = [str(uuid.UUID(int=0x5B5C_0000_0000_4000_8000_0000_0000_0000 + i))
+                              for i in range(1, subscriptions + 1)]
+        self.identity_header = secrets.token_hex(16)
+        self.tls: LabTls | None = None
+        self.services: dict[str, LabService] = {}
+        self._endpoints: dict[str, str] = {}
+        self._runners: list[web.AppRunner] = []
+        self.azurite = Azurite(state_dir / "azurite") if azurite else None
+        for module_name in SERVICE_MODULES:
+            if importlib.util.find_spec(module_name) is None:  # TODO(lab): remove once every service lands
+                continue
+            service_cls: type[LabService] = importlib.import_module(module_name).SERVICE
+            self.services[service_cls.name] = service_cls(self)
+
+    # --- lookups ------------------------------------------------------------------------------------
+    def service(self, name: str) -> Any:
+        return self.services[name]
+
+    def endpoint(self, name: str) -> str:
+        return self._endpoints[name]
+
+    # --- lifecycle ----------------------------------------------------------------------------------
+    async def start(self) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.tls = create_tls(self.state_dir)
+        if self.azurite is not None:
+            await self.azurite.start()
+        for name, service in self.services.items():
+            app = web.Application(middlewares=[make_middleware(name, self.faults, self.requests)],
+                                  client_max_size=64 * 1024 * 1024)
+            service.add_routes(app)
+            self._endpoints[name] = await self._listen(app, https=service.scheme == "https")
+        control = web.Application()
+        from lab.control import add_core_control_routes  # noqa: PLC0415 - control imports Lab types
+
+        add_core_control_routes(control, self)
+        for service in self.services.values():
+            service.add_control_routes(control)
+        self._endpoints["control"] = await self._listen(control, https=True)
+        for service in self.services.values():
+            await service.start()
+        self.write_lab_json()
+
+    async def _listen(self, app: web.Application, *, https: bool) -> str:
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await runner.setup()
+        assert self.tls is not None
+        site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=self.tls.server_context if https else None,
+                           backlog=1024)
+        await site.start()
+        self._runners.append(runner)
+        server = site._server  # noqa: SLF001 - aiohttp exposes the bound port only here
+        assert server is not None
+        port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        return f"{'https' if https else 'http'}://127.0.0.1:{port}"
+
+    async def stop(self) -> None:
+        for service in reversed(list(self.services.values())):
+            with contextlib.suppress(Exception):
+                await service.stop()
+        for runner in reversed(self._runners):
+            await runner.cleanup()
+        if self.azurite is not None:
+            await self.azurite.stop()
+
+    def reset(self) -> None:
+        self.faults.clear()
+        self.requests.reset()
+        self.events.reset()
+        for service in self.services.values():
+            service.reset()
+
+    # --- lab.json -----------------------------------------------------------------------------------
+    def ca_bundle_with_system_roots(self) -> Path:
+        """certifi's roots plus the lab CA: clients trust the lab without distrusting everything else."""
+        assert self.tls is not None
+        combined = self.state_dir / "ca-bundle.pem"
+        combined.write_text(Path(certifi.where()).read_text() + "\n" + self.tls.ca_bundle.read_text())
+        return combined
+
+    def describe(self) -> dict[str, Any]:
+        assert self.tls is not None
+        bundle = str(self.ca_bundle_with_system_roots())
+        doc: dict[str, Any] = {
+            "ca_bundle": str(self.tls.ca_bundle),
+            "tenant_id": self.tenant_id,
+            "subscriptions": self.subscriptions,
+            "endpoints": dict(self._endpoints),
+            "time_scale": self.clock.time_scale,
+            "env": {
+                "REQUESTS_CA_BUNDLE": bundle,
+                "SSL_CERT_FILE": bundle,
+                "GIT_SSL_CAINFO": bundle,
+                "AZURE_TENANT_ID": self.tenant_id,
+                "FLUXFLEET_SUBSCRIPTION_IDS": ",".join(self.subscriptions),
+            },
+        }
+        if self.azurite is not None:
+            doc["endpoints"].update(self.azurite.endpoints())
+            doc["env"]["AzureWebJobsStorage"] = self.azurite.connection_string()
+        for service in self.services.values():
+            extra = service.describe()
+            doc["endpoints"].update(extra.pop("endpoints", {}))
+            doc["env"].update(extra.pop("env", {}))
+            doc.update(extra)
+        return doc
+
+    def write_lab_json(self) -> Path:
+        path = self.state_dir / "lab.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.describe(), indent=2))
+        tmp.replace(path)  # readers never see a half-written file
+        return path
+
+
+async def serve(lab: Lab) -> None:
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stopping.set)
+    try:
+        await lab.start()
+        log.info("lab ready: %s", lab.state_dir / "lab.json")
+        print(f"lab ready: {lab.state_dir / 'lab.json'}", flush=True)
+        await stopping.wait()
+    finally:
+        await lab.stop()
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(lab.state_dir / "lab.json")
