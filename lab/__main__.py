@@ -29,16 +29,25 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.command == "serve":
         if args.clusters < 1 or args.subscriptions < 1 or args.subscriptions > args.clusters:
-            parser.error("--clusters and --subscriptions must be positive, with at most one subscription a panel")
+            parser.error(
+                "--clusters and --subscriptions must be positive, with at most one subscription a panel"
+            )
         if args.time_scale <= 0:
             parser.error("--time-scale must be positive")
-        from lab.server import Lab, serve as run_serve  # noqa: PLC0415 - keep `host` free of server imports
+        from lab.server import Lab
+        from lab.server import serve as run_serve
 
-        lab = Lab(state_dir=args.state_dir.resolve(), clusters=args.clusters, subscriptions=args.subscriptions,
-                  time_scale=args.time_scale, offline=args.offline, azurite=not args.no_azurite)
+        lab = Lab(
+            state_dir=args.state_dir.resolve(),
+            clusters=args.clusters,
+            subscriptions=args.subscriptions,
+            time_scale=args.time_scale,
+            offline=args.offline,
+            azurite=not args.no_azurite,
+        )
         asyncio.run(run_serve(lab))
         return 0
-    from lab.host import run_host  # noqa: PLC0415
+    from lab.host import run_host
 
     return run_host(lab_dir=args.lab.resolve(), port=args.port, instance=args.instance)
 

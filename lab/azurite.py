@@ -45,11 +45,25 @@ class Azurite:
         self.location.mkdir(parents=True, exist_ok=True)
         self.ports = {name: _free_port() for name in self.ports}
         self._process = await asyncio.create_subprocess_exec(
-            azurite_binary(), "--silent", "--skipApiVersionCheck", "--location", str(self.location),
-            "--blobHost", "127.0.0.1", "--blobPort", str(self.ports["blob"]),
-            "--queueHost", "127.0.0.1", "--queuePort", str(self.ports["queue"]),
-            "--tableHost", "127.0.0.1", "--tablePort", str(self.ports["table"]),
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+            azurite_binary(),
+            "--silent",
+            "--skipApiVersionCheck",
+            "--location",
+            str(self.location),
+            "--blobHost",
+            "127.0.0.1",
+            "--blobPort",
+            str(self.ports["blob"]),
+            "--queueHost",
+            "127.0.0.1",
+            "--queuePort",
+            str(self.ports["queue"]),
+            "--tableHost",
+            "127.0.0.1",
+            "--tablePort",
+            str(self.ports["table"]),
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
             start_new_session=True,
         )
         deadline = asyncio.get_running_loop().time() + STARTUP_TIMEOUT_S

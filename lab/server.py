@@ -33,12 +33,15 @@ from lab.core.tokens import TokenStore
 log = logging.getLogger("lab")
 
 # The emulated services, in start order (agents need ARM and Git; Event Grid needs the publishers).
+# Services also start and reset in this order, so a later one may read what an earlier one seeded
+# (the fleet's initial PAT is minted by devops, then handed to ARM's panels and to Key Vault).
 SERVICE_MODULES = (
     "lab.identity",
     "lab.devops",
+    "lab.vssps",
+    "lab.acr",
     "lab.arm",
     "lab.keyvault",
-    "lab.acr",
     "lab.eventgrid",
     "lab.imageautomation",
 )
@@ -72,8 +75,10 @@ class Lab:
         self.faults = Faults()
         self.requests = RequestLog()
         self.tenant_id = TENANT_ID
-        self.subscriptions = [str(uuid.UUID(int=0x5B5C_0000_0000_4000_8000_0000_0000_0000 + i))
-                              for i in range(1, subscriptions + 1)]
+        self.subscriptions = [
+            str(uuid.UUID(int=0x5B5C_0000_0000_4000_8000_0000_0000_0000 + i))
+            for i in range(1, subscriptions + 1)
+        ]
         self.identity_header = secrets.token_hex(16)
         self.tls: LabTls | None = None
         self.services: dict[str, LabService] = {}
@@ -100,12 +105,14 @@ class Lab:
         if self.azurite is not None:
             await self.azurite.start()
         for name, service in self.services.items():
-            app = web.Application(middlewares=[make_middleware(name, self.faults, self.requests)],
-                                  client_max_size=64 * 1024 * 1024)
+            app = web.Application(
+                middlewares=[make_middleware(name, self.faults, self.requests)],
+                client_max_size=64 * 1024 * 1024,
+            )
             service.add_routes(app)
             self._endpoints[name] = await self._listen(app, https=service.scheme == "https")
         control = web.Application()
-        from lab.control import add_core_control_routes  # noqa: PLC0415 - control imports Lab types
+        from lab.control import add_core_control_routes
 
         add_core_control_routes(control, self)
         for service in self.services.values():
@@ -119,11 +126,12 @@ class Lab:
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
         assert self.tls is not None
-        site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=self.tls.server_context if https else None,
-                           backlog=1024)
+        site = web.TCPSite(
+            runner, "127.0.0.1", 0, ssl_context=self.tls.server_context if https else None, backlog=1024
+        )
         await site.start()
         self._runners.append(runner)
-        server = site._server  # noqa: SLF001 - aiohttp exposes the bound port only here
+        server = site._server
         assert server is not None
         port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         return f"{'https' if https else 'http'}://127.0.0.1:{port}"

@@ -44,8 +44,9 @@ class LabHandle:
 
     def control(self, method: str, path: str, body: Any = None, *, expect: int | None = None) -> Any:
         """Call the control API; returns the decoded JSON body."""
-        response = requests.request(method, self.endpoint("control") + path, json=body,
-                                    verify=self.ca_bundle, timeout=60)
+        response = requests.request(
+            method, self.endpoint("control") + path, json=body, verify=self.ca_bundle, timeout=60
+        )
         if expect is not None and response.status_code != expect:
             raise AssertionError(f"{method} {path} -> {response.status_code}: {response.text[:500]}")
         response.raise_for_status()
@@ -72,12 +73,34 @@ class LabHandle:
 class LabProcess:
     """`python -m lab serve` as a child process."""
 
-    def __init__(self, state_dir: Path, *, clusters: int = 50, subscriptions: int = 1, offline: int = 0,
-                 time_scale: float = 1.0, azurite: bool = True, log_path: Path | None = None) -> None:
+    def __init__(
+        self,
+        state_dir: Path,
+        *,
+        clusters: int = 50,
+        subscriptions: int = 1,
+        offline: int = 0,
+        time_scale: float = 1.0,
+        azurite: bool = True,
+        log_path: Path | None = None,
+    ) -> None:
         self.state_dir = state_dir
-        self.args = [sys.executable, "-m", "lab", "serve", "--state-dir", str(state_dir),
-                     "--clusters", str(clusters), "--subscriptions", str(subscriptions),
-                     "--offline", str(offline), "--time-scale", str(time_scale)]
+        self.args = [
+            sys.executable,
+            "-m",
+            "lab",
+            "serve",
+            "--state-dir",
+            str(state_dir),
+            "--clusters",
+            str(clusters),
+            "--subscriptions",
+            str(subscriptions),
+            "--offline",
+            str(offline),
+            "--time-scale",
+            str(time_scale),
+        ]
         if not azurite:
             self.args.append("--no-azurite")
         self.log_path = log_path or state_dir / "lab.log"
@@ -88,13 +111,16 @@ class LabProcess:
         lab_json = self.state_dir / "lab.json"
         lab_json.unlink(missing_ok=True)
         log = self.log_path.open("ab")
-        self.process = subprocess.Popen(self.args, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
-                                        start_new_session=True)
+        self.process = subprocess.Popen(
+            self.args, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         deadline = time.monotonic() + LAB_START_TIMEOUT_S
         while not lab_json.exists():
             if self.process.poll() is not None:
-                raise RuntimeError(f"lab exited with {self.process.returncode}; see {self.log_path}:\n"
-                                   + self.log_path.read_text()[-3000:])
+                raise RuntimeError(
+                    f"lab exited with {self.process.returncode}; see {self.log_path}:\n"
+                    + self.log_path.read_text()[-3000:]
+                )
             if time.monotonic() > deadline:
                 self.stop()
                 raise TimeoutError(f"lab did not start; see {self.log_path}")

@@ -8,6 +8,7 @@ time (`--time-scale`) and a test can jump ahead (`advance`) while every ratio be
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -64,12 +65,10 @@ class LabClock:
         try:
             while (remaining := deadline - self.elapsed()) > 0:
                 event.clear()
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(
                         event.wait(), timeout=min(self.real_seconds(remaining), _MAX_REAL_WAIT_S)
                     )
-                except TimeoutError:
-                    pass
         finally:
             self._waiters.discard(event)
 

@@ -129,8 +129,13 @@ class Faults:
 
 def fault_response(service: str, rule: FaultRule) -> web.Response:
     status = rule.status or 500
-    code = {429: "TooManyRequests", 500: "InternalServerError", 502: "BadGateway",
-            503: "ServiceUnavailable", 504: "GatewayTimeout"}.get(status, "InjectedFault")
+    code = {
+        429: "TooManyRequests",
+        500: "InternalServerError",
+        502: "BadGateway",
+        503: "ServiceUnavailable",
+        504: "GatewayTimeout",
+    }.get(status, "InjectedFault")
     body = {"error": {"code": code, "message": f"Injected fault from the lab ({service})."}}
     headers = {"x-ms-request-id": "lab-fault", "Content-Type": "application/json; charset=utf-8"}
     if status in (429, 503):
@@ -165,14 +170,16 @@ def make_middleware(service: str, faults: Faults, log: RequestLog) -> Callable[.
             status = exc.status
             raise
         finally:
-            log.record({
-                "service": service,
-                "method": request.method,
-                "path": request.path,
-                "query": request.query_string,
-                "status": status,
-                "fault": rule is not None,
-                "ms": round((time.monotonic() - started) * 1000, 2),
-            })
+            log.record(
+                {
+                    "service": service,
+                    "method": request.method,
+                    "path": request.path,
+                    "query": request.query_string,
+                    "status": status,
+                    "fault": rule is not None,
+                    "ms": round((time.monotonic() - started) * 1000, 2),
+                }
+            )
 
     return middleware

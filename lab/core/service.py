@@ -71,5 +71,6 @@ async def read_json(request: web.Request) -> Any:
     try:
         return json.loads(raw)
     except ValueError as exc:
-        raise web.HTTPBadRequest(text=json.dumps({"error": f"body is not JSON: {exc}"}),
-                                 content_type="application/json") from exc
+        raise web.HTTPBadRequest(
+            text=json.dumps({"error": f"body is not JSON: {exc}"}), content_type="application/json"
+        ) from exc

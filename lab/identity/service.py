@@ -32,7 +32,9 @@ class IdentityService(LabService):
     def __init__(self, lab: Any) -> None:
         super().__init__(lab)
         self.app_identity = Principal(
-            object_id=APP_IDENTITY.object_id, kind=APP_IDENTITY.kind, name=APP_IDENTITY.name,
+            object_id=APP_IDENTITY.object_id,
+            kind=APP_IDENTITY.kind,
+            name=APP_IDENTITY.name,
             tenant_id=lab.tenant_id,
         )
 
@@ -42,7 +44,8 @@ class IdentityService(LabService):
     async def get_token(self, request: web.Request) -> web.Response:
         if request.headers.get("X-IDENTITY-HEADER") != self.lab.identity_header:
             return json_response(
-                {"statusCode": 401, "message": "Unauthorized: missing or wrong X-IDENTITY-HEADER."}, status=401
+                {"statusCode": 401, "message": "Unauthorized: missing or wrong X-IDENTITY-HEADER."},
+                status=401,
             )
         if request.query.get("api-version") != "2019-08-01":
             return json_response(
@@ -52,19 +55,24 @@ class IdentityService(LabService):
         if not resource:
             return json_response({"statusCode": 400, "message": "resource is required."}, status=400)
         token, expires_on = self.lab.tokens.issue(self.app_identity, resource)
-        return json_response({
-            "access_token": token,
-            "expires_on": str(expires_on),
-            "resource": resource,
-            "token_type": "Bearer",
-            "client_id": APP_CLIENT_ID,
-        })
+        return json_response(
+            {
+                "access_token": token,
+                "expires_on": str(expires_on),
+                "resource": resource,
+                "token_type": "Bearer",
+                "client_id": APP_CLIENT_ID,
+            }
+        )
 
     def describe(self) -> dict[str, Any]:
         url = f"{self.endpoint}/msi/token"
         return {
             "endpoints": {"identity": url},
-            "app_identity": {"object_id": self.app_identity.object_id, "client_id": APP_CLIENT_ID,
-                             "name": self.app_identity.name},
+            "app_identity": {
+                "object_id": self.app_identity.object_id,
+                "client_id": APP_CLIENT_ID,
+                "name": self.app_identity.name,
+            },
             "env": {"IDENTITY_ENDPOINT": url, "IDENTITY_HEADER": self.lab.identity_header},
         }

@@ -1,0 +1,1 @@
+"""Trigger adapters: parse and validate the trigger payload, call one service, map the result."""

@@ -1,0 +1,144 @@
+"""Azure SDK clients, built once per worker and on first use.
+
+The Functions host imports `function_app` on every cold start; importing the Azure SDKs there would
+cost most of a second (see bench/cold_start.py), so nothing here runs at import time: each client is
+created the first time a capability needs it and then reused by every invocation in this worker.
+Tests replace the whole `AzureClients` through one fixture, never by patching import paths.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from shared.config import Settings
+
+if TYPE_CHECKING:
+    from azure.containerregistry import ContainerRegistryClient
+    from azure.core.credentials import TokenCredential
+    from azure.data.tables import TableServiceClient
+    from azure.keyvault.secrets import SecretClient
+    from azure.mgmt.hybridkubernetes import ConnectedKubernetesClient
+    from azure.mgmt.kubernetesconfiguration.fluxconfigurations import (
+        KubernetesConfigurationFluxConfigurationsMgmtClient,
+    )
+    from azure.storage.queue import QueueServiceClient
+
+# The SDKs log every request at INFO; fluxfleet's own logs carry what matters.
+for _name in ("azure", "azure.core.pipeline.policies.http_logging_policy", "azure.identity", "msal"):
+    logging.getLogger(_name).setLevel(logging.WARNING)
+
+# azure-core retries 429/5xx honouring Retry-After; a bounded count keeps one panel from holding a
+# batch for minutes. Pacing (shared.services.pacing) is what keeps 429s rare in the first place.
+ARM_RETRY = {"retry_total": 6, "retry_backoff_factor": 0.5, "retry_backoff_max": 30}
+# Connection and read timeouts (seconds) for every client: a hung call must not eat a function's time.
+TIMEOUTS = {"connection_timeout": 10, "read_timeout": 60}
+
+
+class AzureClients:
+    def __init__(self, settings: Settings, *, credential: TokenCredential | None = None) -> None:
+        self.settings = settings
+        self._credential = credential
+        self._lock = threading.Lock()
+        self._per_subscription: dict[tuple[str, str], Any] = {}
+
+    @cached_property
+    def credential(self) -> TokenCredential:
+        if self._credential is not None:
+            return self._credential
+        from azure.identity import DefaultAzureCredential
+
+        # Interactive and developer-tool credentials never apply inside the Functions host.
+        return DefaultAzureCredential(
+            exclude_interactive_browser_credential=True, exclude_visual_studio_code_credential=True
+        )
+
+    def _cached(self, kind: str, subscription_id: str, build: Any) -> Any:
+        key = (kind, subscription_id)
+        with self._lock:
+            client = self._per_subscription.get(key)
+            if client is None:
+                client = self._per_subscription[key] = build()
+        return client
+
+    def flux_configurations(
+        self, subscription_id: str
+    ) -> KubernetesConfigurationFluxConfigurationsMgmtClient:
+        from azure.mgmt.kubernetesconfiguration.fluxconfigurations import (
+            KubernetesConfigurationFluxConfigurationsMgmtClient,
+        )
+
+        return self._cached(
+            "flux",
+            subscription_id,
+            lambda: KubernetesConfigurationFluxConfigurationsMgmtClient(
+                self.credential, subscription_id, base_url=self.settings.arm_endpoint, **ARM_RETRY, **TIMEOUTS
+            ),
+        )
+
+    def connected_clusters(self, subscription_id: str) -> ConnectedKubernetesClient:
+        from azure.mgmt.hybridkubernetes import ConnectedKubernetesClient
+
+        return self._cached(
+            "arc",
+            subscription_id,
+            lambda: ConnectedKubernetesClient(
+                self.credential, subscription_id, base_url=self.settings.arm_endpoint, **ARM_RETRY, **TIMEOUTS
+            ),
+        )
+
+    def extensions(self, subscription_id: str) -> Any:
+        from azure.mgmt.kubernetesconfiguration.extensions import (
+            KubernetesConfigurationExtensionsMgmtClient,
+        )
+
+        return self._cached(
+            "ext",
+            subscription_id,
+            lambda: KubernetesConfigurationExtensionsMgmtClient(
+                self.credential, subscription_id, base_url=self.settings.arm_endpoint, **ARM_RETRY, **TIMEOUTS
+            ),
+        )
+
+    @cached_property
+    def secrets(self) -> SecretClient:
+        from azure.keyvault.secrets import SecretClient
+
+        return SecretClient(
+            self.settings.require("keyvault_url"),
+            self.credential,
+            verify_challenge_resource=self.settings.keyvault_verify_challenge_resource,
+            **TIMEOUTS,
+        )
+
+    @cached_property
+    def registry(self) -> ContainerRegistryClient:
+        from azure.containerregistry import ContainerRegistryClient
+
+        return ContainerRegistryClient(
+            self.settings.require("acr_endpoint"),
+            self.credential,
+            audience=self.settings.acr_audience,
+            **TIMEOUTS,
+        )
+
+    @cached_property
+    def tables(self) -> TableServiceClient:
+        from azure.data.tables import TableServiceClient
+
+        return TableServiceClient.from_connection_string(
+            self.settings.require("storage_connection"), **TIMEOUTS
+        )
+
+    @cached_property
+    def queues(self) -> QueueServiceClient:
+        from azure.storage.queue import QueueServiceClient, TextBase64EncodePolicy
+
+        # The Functions host's queue trigger expects base64 messages by default (messageEncoding).
+        return QueueServiceClient.from_connection_string(
+            self.settings.require("storage_connection"),
+            message_encode_policy=TextBase64EncodePolicy(),
+            **TIMEOUTS,
+        )

@@ -1,0 +1,228 @@
+"""App settings: the one place that reads the environment.
+
+Everything else receives a `Settings` (or the part of it it needs). A setting a capability cannot do
+without raises `MissingSetting` naming the variable, at the moment that capability is used, so one
+unconfigured capability never stops the others (and `GET /api/health` can say which are configured).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from shared.errors import InvalidSetting, MissingSetting
+
+# ARM's public endpoint; the lab overrides it.
+PUBLIC_ARM_ENDPOINT = "https://management.azure.com"
+PUBLIC_VSSPS_ENDPOINT = "https://vssps.dev.azure.com"
+# The SDK default audience of ACR's Entra token exchange in the public cloud.
+PUBLIC_ACR_AUDIENCE = "https://containerregistry.azure.net"
+
+
+def _env(name: str, *, setting: str) -> dict[str, Any]:
+    """Field metadata: the environment variable a setting is read from."""
+    return {"env": name, "doc": setting}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """fluxfleet's app settings. Every field: where it comes from, unit, default, and why."""
+
+    # --- the fleet ------------------------------------------------------------------------------------
+    subscription_ids: tuple[str, ...] = field(
+        default=(),
+        metadata=_env(
+            "FLUXFLEET_SUBSCRIPTION_IDS",
+            setting="comma-separated subscriptions "
+            "holding the panels (Arc connected clusters); required for fleet work",
+        ),
+    )
+    arm_endpoint: str = field(
+        default=PUBLIC_ARM_ENDPOINT,
+        metadata=_env(
+            "FLUXFLEET_ARM_ENDPOINT", setting="ARM base URL; the public cloud unless pointed at the lab"
+        ),
+    )
+    flux_configuration: str = field(
+        default="ipc-platform-config",
+        metadata=_env(
+            "FLUXFLEET_FLUX_CONFIGURATION", setting="name of the Flux configuration every panel runs"
+        ),
+    )
+    # ARM allows 200 writes burst and 10/s refill per subscription and principal. The pacer starts from
+    # these and adapts down to what `x-ms-ratelimit-remaining-subscription-writes` says is left, so
+    # other callers using the same identity are accounted for. The lab scales them with its clock.
+    arm_write_burst: int = field(
+        default=200,
+        metadata=_env(
+            "FLUXFLEET_ARM_WRITE_BURST", setting="client-side write bucket size per subscription (writes)"
+        ),
+    )
+    arm_write_rate: float = field(
+        default=10.0,
+        metadata=_env(
+            "FLUXFLEET_ARM_WRITE_RATE", setting="client-side write refill per subscription (writes/second)"
+        ),
+    )
+    rings: tuple[str, ...] = field(
+        default=("canary", "early", "broad"),
+        metadata=_env(
+            "FLUXFLEET_RINGS", setting="rollout order of the panels' `ring` tag values, comma-separated"
+        ),
+    )
+    allowed_principals: tuple[str, ...] = field(
+        default=(),
+        metadata=_env(
+            "FLUXFLEET_ALLOWED_PRINCIPALS",
+            setting="who may call mutating routes (comma-separated principal "
+            "names or function-key ids); empty allows every authenticated caller",
+        ),
+    )
+
+    # --- storage --------------------------------------------------------------------------------------
+    storage_connection: str | None = field(
+        default=None,
+        metadata=_env(
+            "AzureWebJobsStorage",
+            setting="Storage connection string for operations (Tables) and fan-out "
+            "(Queues); the Functions host's own storage",
+        ),
+    )
+
+    # --- credential rotation -----------------------------------------------------------------------------
+    keyvault_url: str | None = field(
+        default=None, metadata=_env("FLUXFLEET_KEYVAULT_URL", setting="Key Vault holding the Flux Git PAT")
+    )
+    keyvault_verify_challenge_resource: bool = field(
+        default=True,
+        metadata=_env(
+            "FLUXFLEET_KEYVAULT_VERIFY_CHALLENGE_RESOURCE",
+            setting="keep true in Azure; the lab's vault is an "
+            "IP address that cannot match vault.azure.net, so only the lab sets false",
+        ),
+    )
+    pat_secret_name: str = field(
+        default="flux-gitops-pat",
+        metadata=_env("FLUXFLEET_PAT_SECRET_NAME", setting="the Key Vault secret holding the PAT"),
+    )
+    git_url: str | None = field(
+        default=None,
+        metadata=_env("FLUXFLEET_GIT_URL", setting="the GitOps repository's clone URL (Azure DevOps)"),
+    )
+    git_https_user: str = field(
+        default="git",
+        metadata=_env(
+            "FLUXFLEET_GIT_HTTPS_USER", setting="HTTPS user sent with the PAT; Azure DevOps accepts any"
+        ),
+    )
+    git_branch: str = field(
+        default="main", metadata=_env("FLUXFLEET_GIT_BRANCH", setting="the branch the panels sync")
+    )
+    rotation_schedule: str = field(
+        default="0 0 6 * * *",
+        metadata=_env(
+            "FLUXFLEET_ROTATION_SCHEDULE", setting="NCRONTAB of the daily credential check (06:00 UTC)"
+        ),
+    )
+    expiry_warning_days: tuple[int, ...] = field(
+        default=(30, 14, 7, 3, 1),
+        metadata=_env(
+            "FLUXFLEET_EXPIRY_WARNING_DAYS", setting="days before `exp` at which to warn, once each"
+        ),
+    )
+    webhook_url: str | None = field(
+        default=None,
+        metadata=_env(
+            "FLUXFLEET_WEBHOOK_URL", setting="Teams/Slack incoming webhook for warnings and stuck rollouts"
+        ),
+    )
+
+    # --- Azure DevOps and images ---------------------------------------------------------------------------
+    devops_org_url: str | None = field(
+        default=None, metadata=_env("FLUXFLEET_DEVOPS_ORG_URL", setting="https://dev.azure.com/<org>")
+    )
+    devops_project: str | None = field(
+        default=None,
+        metadata=_env("FLUXFLEET_DEVOPS_PROJECT", setting="Azure DevOps project of the GitOps repository"),
+    )
+    devops_repository: str | None = field(
+        default=None, metadata=_env("FLUXFLEET_DEVOPS_REPOSITORY", setting="Azure DevOps repository name")
+    )
+    devops_vssps_url: str = field(
+        default=PUBLIC_VSSPS_ENDPOINT,
+        metadata=_env("FLUXFLEET_DEVOPS_VSSPS_URL", setting="PAT lifecycle API host (operator CLI only)"),
+    )
+    acr_endpoint: str | None = field(
+        default=None, metadata=_env("FLUXFLEET_ACR_ENDPOINT", setting="https://<registry>.azurecr.io")
+    )
+    acr_login_server: str | None = field(
+        default=None,
+        metadata=_env("FLUXFLEET_ACR_LOGIN_SERVER", setting="<registry>.azurecr.io as images name it"),
+    )
+    acr_audience: str = field(
+        default=PUBLIC_ACR_AUDIENCE,
+        metadata=_env("FLUXFLEET_ACR_AUDIENCE", setting="Entra audience for ACR's token exchange"),
+    )
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        source = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = source.get(f.metadata["env"])
+            if raw is None or raw.strip() == "":
+                continue
+            values[f.name] = _parse(f.name, f.metadata["env"], raw.strip(), f.default)
+        return cls(**values)
+
+    def require(self, name: str) -> Any:
+        """The value of a setting a capability cannot do without, or MissingSetting naming it."""
+        value = getattr(self, name)
+        if value in (None, (), ""):
+            raise MissingSetting(env_name(name))
+        return value
+
+    def capabilities(self) -> dict[str, bool]:
+        """Which capabilities have the settings they need (never the values)."""
+        return {
+            "fleet": bool(self.subscription_ids and self.storage_connection),
+            "credentials": bool(
+                self.subscription_ids and self.storage_connection and self.keyvault_url and self.git_url
+            ),
+            "images": bool(
+                self.acr_endpoint
+                and self.devops_org_url
+                and self.devops_project
+                and self.devops_repository
+                and self.storage_connection
+            ),
+        }
+
+
+def env_name(field_name: str) -> str:
+    for f in fields(Settings):
+        if f.name == field_name:
+            return str(f.metadata["env"])
+    raise KeyError(field_name)
+
+
+def _parse(name: str, env: str, raw: str, default: Any) -> Any:
+    try:
+        if isinstance(default, bool):
+            if raw.lower() not in ("true", "false", "1", "0"):
+                raise ValueError("expected true or false")
+            return raw.lower() in ("true", "1")
+        if isinstance(default, int):
+            return int(raw)
+        if isinstance(default, float):
+            return float(raw)
+        if isinstance(default, tuple):
+            items = tuple(item.strip() for item in raw.split(",") if item.strip())
+            if name == "expiry_warning_days":
+                return tuple(sorted((int(item) for item in items), reverse=True))
+            return items
+        return raw.rstrip("/") if raw.startswith("https://") or raw.startswith("http://") else raw
+    except ValueError as exc:
+        raise InvalidSetting(env, str(exc)) from exc
