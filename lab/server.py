@@ -49,6 +49,10 @@ SERVICE_MODULES = (
 # The lab's fixed tenant: ids in lab.json are stable across runs so documentation can show them.
 TENANT_ID = "72f988bf-0000-4000-8000-00000000f1ee"
 
+# ARM's per-subscription, per-principal write bucket (reference/azure-apis.md §5).
+ARM_WRITE_BURST = 200
+ARM_WRITE_RATE_PER_S = 10.0
+
 
 class Lab:
     """Everything the services share; services reach each other through `lab.service(name)`."""
@@ -175,6 +179,10 @@ class Lab:
                 "GIT_SSL_CAINFO": bundle,
                 "AZURE_TENANT_ID": self.tenant_id,
                 "FLUXFLEET_SUBSCRIPTION_IDS": ",".join(self.subscriptions),
+                # ARM's write budget (200 burst, 10/s) refills on the lab clock; the app's pacer runs on
+                # real time, so its refill rate is scaled by the same factor to stay in step.
+                "FLUXFLEET_ARM_WRITE_BURST": str(ARM_WRITE_BURST),
+                "FLUXFLEET_ARM_WRITE_RATE": str(ARM_WRITE_RATE_PER_S * self.clock.time_scale),
             },
         }
         if self.azurite is not None:
