@@ -137,7 +137,7 @@ class Lab:
         self._runners.append(runner)
         server = site._server
         assert server is not None
-        port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
         return f"{'https' if https else 'http'}://127.0.0.1:{port}"
 
     async def stop(self) -> None:
