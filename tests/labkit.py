@@ -110,10 +110,10 @@ class LabProcess:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         lab_json = self.state_dir / "lab.json"
         lab_json.unlink(missing_ok=True)
-        log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            self.args, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
+        with self.log_path.open("ab") as log:  # the child keeps its own copy of the descriptor
+            self.process = subprocess.Popen(
+                self.args, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
         deadline = time.monotonic() + LAB_START_TIMEOUT_S
         while not lab_json.exists():
             if self.process.poll() is not None:
