@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import shutil
+import signal
 import socket
 from pathlib import Path
 
@@ -82,7 +83,8 @@ class Azurite:
 
     async def stop(self) -> None:
         if self._process is not None and self._process.returncode is None:
-            self._process.terminate()
+            # Azurite closes cleanly on SIGINT at once; it ignores SIGTERM until killed.
+            self._process.send_signal(signal.SIGINT)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._process.wait(), timeout=10)
             if self._process.returncode is None:
