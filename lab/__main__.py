@@ -23,6 +23,21 @@ def main(argv: list[str] | None = None) -> int:
     host.add_argument("--lab", type=Path, required=True, help="the lab's state dir (with lab.json)")
     host.add_argument("--port", type=int, default=7071)
     host.add_argument("--instance", default="host-1", help="a name for this host instance in logs")
+    host.add_argument(
+        "--app-dir",
+        type=Path,
+        default=None,
+        help="the folder with function_app.py and host.json (default: the current directory)",
+    )
+    host.add_argument("--app-module", default="function_app", help="the module that defines the FunctionApp")
+    host.add_argument(
+        "--subscriptions",
+        type=Path,
+        default=None,
+        help="Event Grid subscriptions to create (default: APP_DIR/infra/event-subscriptions.json)",
+    )
+    settings = sub.add_parser("settings", help="print a local.settings.json for `func start` against the lab")
+    settings.add_argument("--lab", type=Path, required=True, help="the lab's state dir (with lab.json)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
@@ -47,9 +62,26 @@ def main(argv: list[str] | None = None) -> int:
         )
         asyncio.run(run_serve(lab))
         return 0
+    if args.command == "settings":
+        import json
+
+        from lab.host import render_local_settings
+
+        lab_json = args.lab / "lab.json"
+        if not lab_json.exists():
+            parser.error(f"{lab_json} not found: start the lab first")
+        print(json.dumps(render_local_settings(json.loads(lab_json.read_text())), indent=2))
+        return 0
     from lab.host import run_host
 
-    return run_host(lab_dir=args.lab.resolve(), port=args.port, instance=args.instance)
+    return run_host(
+        lab_dir=args.lab.resolve(),
+        port=args.port,
+        instance=args.instance,
+        app_dir=args.app_dir,
+        app_module=args.app_module,
+        subscriptions=args.subscriptions,
+    )
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ import certifi
 from aiohttp import web
 
 from lab.azurite import Azurite
-from lab.core.clock import LabClock
+from lab.core.clock import LabClock, date_header_middleware
 from lab.core.events import EventBus
 from lab.core.faults import Faults, RequestLog, make_middleware
 from lab.core.service import LabService
@@ -110,7 +110,10 @@ class Lab:
             await self.azurite.start()
         for name, service in self.services.items():
             app = web.Application(
-                middlewares=[make_middleware(name, self.faults, self.requests)],
+                middlewares=[
+                    make_middleware(name, self.faults, self.requests),
+                    date_header_middleware(self.clock),
+                ],
                 client_max_size=64 * 1024 * 1024,
             )
             service.add_routes(app)
@@ -183,6 +186,8 @@ class Lab:
                 # real time, so its refill rate is scaled by the same factor to stay in step.
                 "FLUXFLEET_ARM_WRITE_BURST": str(ARM_WRITE_BURST),
                 "FLUXFLEET_ARM_WRITE_RATE": str(ARM_WRITE_RATE_PER_S * self.clock.time_scale),
+                # A timer's `%SETTING%` schedule must resolve or the host will not run it (as in Azure).
+                "FLUXFLEET_ROTATION_SCHEDULE": "0 0 6 * * *",
             },
         }
         if self.azurite is not None:
