@@ -31,11 +31,7 @@ class AcrError(Exception):
         return {"errors": [error]}
 
     def response(self) -> web.Response:
-        headers = {
-            "X-Ms-Correlation-Request-Id": str(uuid.uuid4()),
-            "Docker-Distribution-Api-Version": "registry/2.0",
-            **self.headers,
-        }
+        headers = {"X-Ms-Correlation-Request-Id": str(uuid.uuid4()), **self.headers}
         return web.Response(
             status=self.status, text=json.dumps(self.body()), content_type="application/json", headers=headers
         )

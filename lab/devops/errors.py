@@ -67,9 +67,9 @@ class AdoError(Exception):
 class GitItemNotFound(AdoError):
     status = 404
     type_key = "GitItemNotFoundException"
+    # Its assembly is Git.Server, like the other Git exceptions (as captured responses name it).
     type_name = (
-        "Microsoft.TeamFoundation.Git.Server.GitItemNotFoundException, "
-        "Microsoft.TeamFoundation.SourceControl.WebServer"
+        "Microsoft.TeamFoundation.Git.Server.GitItemNotFoundException, Microsoft.TeamFoundation.Git.Server"
     )
 
 
@@ -193,6 +193,10 @@ class Unauthorized(Exception):
         response.headers.add("WWW-Authenticate", f'Basic realm="https://{self.host}/"')
         response.headers.add("WWW-Authenticate", "TFS-Federated")
         response.headers["X-TFS-FedAuthRealm"] = f"https://{self.host}/"
+        # The organization's Entra tenant: Git Credential Manager and `az` discover it from an anonymous
+        # request's 401 through this header before they sign in.
+        response.headers["X-VSS-ResourceTenant"] = self.tenant_id
+        response.headers["ActivityId"] = str(uuid.uuid4())
         return response
 
 

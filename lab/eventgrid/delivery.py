@@ -4,8 +4,8 @@ Publishers (Key Vault, ACR, any thread) only hand an event to the loop; fan-out,
 tasks, so a slow or failing subscriber never blocks a publisher. Each matching subscription gets its own
 attempt sequence: success is a 2xx Event Grid accepts; 400, 401, 403 and 413 are not retried (the event is
 dead-lettered at once, as Event Grid does for webhooks); anything else, a timeout or a refused connection is
-retried on Event Grid's schedule (10 s, 30 s, 1 min, 5 min, 10 min, 30 min, then hourly) by the lab clock,
-until `maxDeliveryAttempts` or the event's time-to-live, then dead-lettered.
+retried on Event Grid's schedule (10 s, 30 s, 1 min, 5 min, 10 min, 30 min, 1 h, 3 h, 6 h, then every 12 h)
+by the lab clock, until `maxDeliveryAttempts` or the event's time-to-live, then dead-lettered.
 """
 
 from __future__ import annotations
@@ -40,8 +40,9 @@ from lab.eventgrid.schemas import (
 
 log = logging.getLogger("lab.eventgrid")
 
-# Event Grid's documented retry schedule (lab seconds after the failed attempt); the last step repeats.
-RETRY_SCHEDULE_S = (10, 30, 60, 5 * 60, 10 * 60, 30 * 60, 60 * 60)
+# Event Grid's documented retry schedule (lab seconds after the failed attempt): 10 s, 30 s, 1 min, 5 min,
+# 10 min, 30 min, 1 h, 3 h, 6 h, then "every 12 to 24 hours" (the lab repeats the 12-hour lower bound).
+RETRY_SCHEDULE_S = (10, 30, 60, 5 * 60, 10 * 60, 30 * 60, 3600, 3 * 3600, 6 * 3600, 12 * 3600)
 # Responses Event Grid takes as delivered.
 SUCCESS_STATUSES = frozenset({200, 201, 202, 203, 204})
 # Webhook responses Event Grid does not retry (the endpoint will never accept the event).

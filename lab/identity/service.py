@@ -4,6 +4,12 @@
 `IDENTITY_ENDPOINT` and `IDENTITY_HEADER` and asks `GET {endpoint}?api-version=2019-08-01&resource=R`
 with the `X-IDENTITY-HEADER` secret. The lab answers exactly that, issuing an opaque token bound to the
 app's identity and to audience R; each emulated service then accepts it only for its own audience.
+
+A request that names a user-assigned identity (`client_id`, `mi_res_id`, `object_id` or
+`principal_id`, which MSAL sends when `AZURE_CLIENT_ID` or `identity_config` is set) must name the app's
+own (system-assigned) identity by its client or object id: anything else gets App Service's 400 "No User
+Assigned or Delegated Managed Identity found", the classic failure of a stray `AZURE_CLIENT_ID` in the
+app settings.
 """
 
 from __future__ import annotations
@@ -23,6 +29,9 @@ APP_IDENTITY = Principal(
     tenant_id="",  # filled from the lab's tenant
 )
 APP_CLIENT_ID = "0f1eef1e-0000-4000-8000-00000000c001"
+# The query parameters that select a user-assigned identity on App Service's endpoint (MSAL's names plus
+# `principal_id`, which App Service documents as an alias of `object_id`).
+_IDENTITY_SELECTORS = ("client_id", "mi_res_id", "object_id", "principal_id")
 
 
 class IdentityService(LabService):
@@ -54,6 +63,15 @@ class IdentityService(LabService):
         resource = request.query.get("resource")
         if not resource:
             return json_response({"statusCode": 400, "message": "resource is required."}, status=400)
+        if not self._selects_app_identity(request):
+            return json_response(
+                {
+                    "statusCode": 400,
+                    "message": "No User Assigned or Delegated Managed Identity found for specified "
+                    "ClientId/ResourceId/PrincipalId.",
+                },
+                status=400,
+            )
         token, expires_on = self.lab.tokens.issue(self.app_identity, resource)
         return json_response(
             {
@@ -64,6 +82,22 @@ class IdentityService(LabService):
                 "client_id": APP_CLIENT_ID,
             }
         )
+
+    def _selects_app_identity(self, request: web.Request) -> bool:
+        """True when no selector is given, or every given selector names the app's own identity."""
+        own = {
+            "client_id": APP_CLIENT_ID.lower(),
+            "object_id": self.app_identity.object_id.lower(),
+            "principal_id": self.app_identity.object_id.lower(),
+        }
+        for name in _IDENTITY_SELECTORS:
+            value = request.query.get(name)
+            if value is None:
+                continue
+            # `mi_res_id` names a user-assigned identity resource, and the app has none: never a match.
+            if name == "mi_res_id" or value.lower() != own[name]:
+                return False
+        return True
 
     def describe(self) -> dict[str, Any]:
         url = f"{self.endpoint}/msi/token"

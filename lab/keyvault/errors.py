@@ -90,16 +90,28 @@ class Forbidden(KeyVaultError):
         return cls("Operation get is not allowed on a disabled secret.", inner_code="SecretDisabled")
 
     @classmethod
-    def by_rbac(cls, *, object_id: str, action: str, resource: str, vault_name: str) -> Forbidden:
-        # Key Vault's RBAC denial, line for line (CRLF-separated as the service sends it).
+    def by_rbac(
+        cls,
+        *,
+        object_id: str,
+        app_id: str | None,
+        tenant_id: str,
+        action: str,
+        resource: str,
+        vault_name: str,
+    ) -> Forbidden:
+        # Key Vault's RBAC denial, line for line (CRLF-separated as the service sends it): the caller as
+        # appid/oid/issuer, the ARM resource in lower case, and the deny-assignment line newer vaults add.
+        caller = f"appid={app_id};" if app_id else ""
         message = (
             "Caller is not authorized to perform action on resource.\r\n"
             "If role assignments, deny assignments or role definitions were changed recently, "
             "please observe propagation time.\r\n"
-            f"Caller: oid={object_id}\r\n"
+            f"Caller: {caller}oid={object_id};iss=https://sts.windows.net/{tenant_id}/\r\n"
             f"Action: '{action}'\r\n"
-            f"Resource: '{resource}'\r\n"
+            f"Resource: '{resource.lower()}'\r\n"
             "Assignment: (not found)\r\n"
+            "DenyAssignmentId: null\r\n"
             "DecisionReason: 'DeniedWithNoValidRBAC' \r\n"
             f"Vault: {vault_name};location=westeurope\r\n"
         )

@@ -38,12 +38,29 @@ SUPPORTED_API_VERSIONS = frozenset(
 # Key Vault's page size when `maxresults` is not given, and the largest it accepts.
 DEFAULT_PAGE_SIZE = 25
 MAX_PAGE_SIZE = 25
-# Headers Key Vault puts on every response (values as a 2025 vault reports them).
+# Headers Key Vault puts on every response, errors and the 401 challenge included (as recorded responses
+# show them; the version and region values are what a 2025 vault in West Europe reports).
 _SERVICE_HEADERS = {
     "x-ms-keyvault-service-version": "1.9.2145.1",
     "x-ms-keyvault-region": "westeurope",
     "Cache-Control": "no-cache",
+    "Pragma": "no-cache",
+    "Expires": "-1",
+    "Strict-Transport-Security": "max-age=31536000;includeSubDomains",
+    "X-Content-Type-Options": "nosniff",
 }
+
+
+def service_headers(request: web.Request) -> dict[str, str]:
+    """Key Vault's per-response headers, with `x-ms-keyvault-network-info` naming the caller's address."""
+    address = request.remote or "127.0.0.1"
+    family = "InterNetworkV6" if ":" in address else "InterNetwork"
+    connection = "Ipv6" if ":" in address else "Ipv4"
+    return {
+        **_SERVICE_HEADERS,
+        "x-ms-keyvault-network-info": f"conn_type={connection};addr={address};act_addr_fam={family};",
+    }
+
 
 # Role-based data actions, as Azure RBAC names them for Key Vault secrets.
 ACTION_GET = "Microsoft.KeyVault/vaults/secrets/getSecret/action"
@@ -139,14 +156,18 @@ def item_wire(version: SecretVersion, *, vault_url: str, versioned: bool) -> Sec
     return wire
 
 
-def deleted_wire(record: SecretRecord, *, vault_url: str) -> DeletedSecretBundleWire:
+def deleted_wire(record: SecretRecord, *, vault_url: str, versioned: bool = True) -> DeletedSecretBundleWire:
+    """A DeletedSecretBundle (versioned id) or, in GetDeletedSecrets, a DeletedSecretItem (id of the name)."""
     assert record.deletion is not None
-    return {
+    wire: DeletedSecretBundleWire = {
         "recoveryId": f"{vault_url}/deletedsecrets/{record.name}",
         "deletedDate": record.deletion.deleted_date,
         "scheduledPurgeDate": record.deletion.scheduled_purge_date,
         **bundle_wire(record.latest, vault_url=vault_url, with_value=False),
     }
+    if not versioned:
+        wire["id"] = f"{vault_url}/secrets/{record.name}"
+    return wire
 
 
 def _encode_skiptoken(offset: int) -> str:
@@ -184,7 +205,8 @@ def page(items: Sequence[Item], request: web.Request, *, base_url: str) -> tuple
         "$skiptoken": _encode_skiptoken(offset + size),
         "maxresults": str(size),
     }
-    return chunk, f"{base_url}{request.path}?{urlencode(query)}"
+    # Key Vault writes `$skiptoken` unescaped in its nextLinks (the SDK follows them verbatim).
+    return chunk, f"{base_url}{request.path}?{urlencode(query, safe='$')}"
 
 
 def json_ok(body: object, *, status: int = 200) -> web.Response:
@@ -192,7 +214,7 @@ def json_ok(body: object, *, status: int = 200) -> web.Response:
         status=status,
         text=json.dumps(body),
         content_type="application/json",
-        headers={"x-ms-request-id": str(uuid.uuid4()), **_SERVICE_HEADERS},
+        headers={"x-ms-request-id": str(uuid.uuid4())},
     )
 
 
@@ -200,11 +222,15 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def handles_errors(handler: Handler) -> Handler:
+    """Render Key Vault errors, and stamp Key Vault's service headers on every answer, good or bad."""
+
     async def wrapped(request: web.Request) -> web.StreamResponse:
         try:
-            return await handler(request)
+            response = await handler(request)
         except KeyVaultError as error:
-            return error.response()
+            response = error.response()
+        response.headers.update(service_headers(request))
+        return response
 
     return wrapped
 
@@ -231,7 +257,9 @@ class SecretResponses:
                 f"The specified version ({version}) is not recognized. Consider using the latest supported "
                 "version (2026-04-01)."
             )
-        self.service.authorize(principal, action, resource=f"/secrets/{resource}" if resource else "/secrets")
+        # RBAC judges a list on the vault itself and a secret operation on the secret (as Key Vault's
+        # ForbiddenByRbac message names the resource).
+        self.service.authorize(principal, action, resource=f"/secrets/{resource}" if resource else "")
 
     @staticmethod
     async def _body(request: web.Request) -> dict[str, Any]:
@@ -343,7 +371,7 @@ class SecretResponses:
         self._gate(request, ACTION_READ_DELETED)
         records, next_link = page(self.backend.get_deleted_secrets(), request, base_url=self.vault_url)
         body: PageWire = {
-            "value": [deleted_wire(r, vault_url=self.vault_url) for r in records],
+            "value": [deleted_wire(r, vault_url=self.vault_url, versioned=False) for r in records],
             "nextLink": next_link,
         }
         return json_ok(body)
@@ -352,7 +380,7 @@ class SecretResponses:
         name = request.match_info["name"]
         self._gate(request, ACTION_PURGE, name)
         self.backend.purge_deleted_secret(name)
-        return web.Response(status=204, headers={"x-ms-request-id": str(uuid.uuid4()), **_SERVICE_HEADERS})
+        return web.Response(status=204, headers={"x-ms-request-id": str(uuid.uuid4())})
 
     async def recover_deleted_secret(self, request: web.Request) -> web.StreamResponse:
         name = request.match_info["name"]

@@ -17,6 +17,8 @@ from aiohttp import web
 from lab.core.events import TopicEvent
 from lab.core.service import LabService, json_response, read_json
 from lab.core.tokens import KEYVAULT_AUDIENCE, Principal
+from lab.identity.entra import OPERATOR_CLIENT_ID
+from lab.identity.service import APP_CLIENT_ID
 from lab.keyvault import responses as actions
 from lab.keyvault.errors import Forbidden, Unauthorized
 from lab.keyvault.events import NEW_VERSION, ExpiryWatcher, secret_event
@@ -144,8 +146,10 @@ class KeyVaultService(LabService):
 
     # --- access -------------------------------------------------------------------------------------
     def challenge(self) -> str:
+        # Key Vault names its authority `login.windows.net` (recorded responses, 2019-2022); the SDK takes
+        # only the tenant from the path, so the host is cosmetic but kept as Azure sends it.
         return (
-            f'Bearer authorization="https://login.microsoftonline.com/{self.lab.tenant_id}", '
+            f'Bearer authorization="https://login.windows.net/{self.lab.tenant_id}", '
             f'resource="{KEYVAULT_AUDIENCE}"'
         )
 
@@ -173,10 +177,20 @@ class KeyVaultService(LabService):
         if role is None or action not in ROLE_ACTIONS[role]:
             raise Forbidden.by_rbac(
                 object_id=principal.object_id,
+                app_id=self._app_id(principal),
+                tenant_id=self.lab.tenant_id,
                 action=action,
                 resource=f"{self.vault_id}{resource}",
                 vault_name=self.vault_name,
             )
+
+    def _app_id(self, principal: Principal) -> str | None:
+        """The `appid` claim Key Vault would see: the app's managed identity or the operator's CLI client."""
+        if principal.object_id == self.lab.service("identity").app_identity.object_id:
+            return APP_CLIENT_ID
+        if principal.kind == "user":
+            return OPERATOR_CLIENT_ID
+        return None
 
     async def _list_role_assignments(self, _: web.Request) -> web.Response:
         return json_response(

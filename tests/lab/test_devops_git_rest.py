@@ -238,6 +238,9 @@ def test_missing_items_branches_and_repositories_are_azure_devops_typed_errors(
     with pytest.raises(AzureDevOpsServiceError) as item:
         git_client.get_item(repo[0], "/kubernetes/nope.yaml", project=repo[1], version_descriptor=MAIN)
     assert item.value.type_key == "GitItemNotFoundException"
+    assert item.value.type_name == (
+        "Microsoft.TeamFoundation.Git.Server.GitItemNotFoundException, Microsoft.TeamFoundation.Git.Server"
+    )
     assert item.value.message.startswith("TF401174")
     with pytest.raises(AzureDevOpsServiceError) as branch:
         git_client.get_item(

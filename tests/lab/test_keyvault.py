@@ -173,7 +173,7 @@ def test_a_request_without_a_token_gets_key_vaults_challenge(lab_clean: LabHandl
     )
     assert response.status_code == 401
     assert response.headers["WWW-Authenticate"] == (
-        f'Bearer authorization="https://login.microsoftonline.com/{lab_clean.doc["tenant_id"]}", '
+        f'Bearer authorization="https://login.windows.net/{lab_clean.doc["tenant_id"]}", '
         'resource="https://vault.azure.net"'
     )
     assert response.json()["error"]["code"] == "Unauthorized"
