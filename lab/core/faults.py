@@ -127,20 +127,47 @@ class Faults:
         return None
 
 
+# The status text each service puts in its error envelope for an injected status.
+_FAULT_CODES = {
+    429: "TooManyRequests",
+    500: "InternalServerError",
+    502: "BadGateway",
+    503: "ServiceUnavailable",
+    504: "GatewayTimeout",
+}
+
+# How each service shapes an error body (the rest use ARM's `{"error": {"code", "message"}}`, which
+# Key Vault shares). A client that parses errors must see the shape its service really sends.
+FaultBody = Callable[[int, str, str], dict[str, Any]]
+_FAULT_BODIES: dict[str, FaultBody] = {
+    "acr": lambda status, code, message: {"errors": [{"code": code.upper(), "message": message}]},
+    "devops": lambda status, code, message: {
+        "$id": "1",
+        "innerException": None,
+        "message": message,
+        "typeName": "Microsoft.VisualStudio.Services.WebApi.VssServiceException, "
+        "Microsoft.VisualStudio.Services.WebApi",
+        "typeKey": "VssServiceException",
+        "errorCode": 0,
+        "eventId": 3000,
+    },
+    "identity": lambda status, code, message: {"statusCode": status, "message": message},
+}
+
+
+def _arm_fault_body(_status: int, code: str, message: str) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message}}
+
+
 def fault_response(service: str, rule: FaultRule) -> web.Response:
     status = rule.status or 500
-    code = {
-        429: "TooManyRequests",
-        500: "InternalServerError",
-        502: "BadGateway",
-        503: "ServiceUnavailable",
-        504: "GatewayTimeout",
-    }.get(status, "InjectedFault")
-    body = {"error": {"code": code, "message": f"Injected fault from the lab ({service})."}}
+    code = _FAULT_CODES.get(status, "InjectedFault")
+    message = f"Injected fault from the lab ({service})."
+    render = _FAULT_BODIES.get(service, _arm_fault_body)
     headers = {"x-ms-request-id": "lab-fault", "Content-Type": "application/json; charset=utf-8"}
     if status in (429, 503):
         headers["Retry-After"] = str(rule.retry_after)
-    return web.Response(status=status, text=json.dumps(body), headers=headers)
+    return web.Response(status=status, text=json.dumps(render(status, code, message)), headers=headers)
 
 
 def make_middleware(service: str, faults: Faults, log: RequestLog) -> Callable[..., Any]:
