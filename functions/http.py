@@ -59,8 +59,10 @@ def read_json(req: func.HttpRequest) -> dict[str, Any]:
         raise InvalidInput("body", "a JSON object is required")
     try:
         body = json.loads(raw)
-    except ValueError as exc:
+    except json.JSONDecodeError as exc:
         raise InvalidInput("body", f"is not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    except UnicodeDecodeError:
+        raise InvalidInput("body", "is not UTF-8 text") from None
     if not isinstance(body, dict):
         raise InvalidInput("body", "must be a JSON object")
     return body
@@ -72,10 +74,10 @@ def requested_by(req: func.HttpRequest) -> str:
     The worker is not told the key's *name*, so a key is identified by a short hash of it: stable,
     auditable, and useless to anyone reading the audit trail.
     """
-    principal = req.headers.get("x-ms-client-principal-name")
+    principal: str | None = req.headers.get("x-ms-client-principal-name")
     if principal:
         return principal.strip()[:200]
-    key = req.headers.get("x-functions-key") or req.params.get("code")
+    key: str | None = req.headers.get("x-functions-key") or req.params.get("code")
     if key:
         return "function-key:" + hashlib.sha256(key.encode()).hexdigest()[:12]
     return "anonymous"

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib
-import importlib.util
 import json
 import logging
 import os
@@ -33,6 +32,7 @@ from lab.core.tokens import TokenStore
 log = logging.getLogger("lab")
 
 # The emulated services, in start order (agents need ARM and Git; Event Grid needs the publishers).
+# Plain imports: a service that fails to import stops the lab loudly rather than vanishing.
 # Services also start and reset in this order, so a later one may read what an earlier one seeded
 # (the fleet's initial PAT is minted by devops, then handed to ARM's panels and to Key Vault).
 SERVICE_MODULES = (
@@ -52,6 +52,11 @@ TENANT_ID = "72f988bf-0000-4000-8000-00000000f1ee"
 # ARM's per-subscription, per-principal write bucket (reference/azure-apis.md §5).
 ARM_WRITE_BURST = 200
 ARM_WRITE_RATE_PER_S = 10.0
+ARM_READ_BURST = 250
+ARM_READ_RATE_PER_S = 25.0
+# The app's defaults (shared/config.py) for the same settings, in lab seconds.
+FLEET_VERIFY_DELAY_S = 30.0
+OFFLINE_RECHECK_S = 600.0
 
 
 class Lab:
@@ -90,8 +95,6 @@ class Lab:
         self._runners: list[web.AppRunner] = []
         self.azurite = Azurite(state_dir / "azurite") if azurite else None
         for module_name in SERVICE_MODULES:
-            if importlib.util.find_spec(module_name) is None:  # TODO(lab): remove once every service lands
-                continue
             service_cls: type[LabService] = importlib.import_module(module_name).SERVICE
             self.services[service_cls.name] = service_cls(self)
 
@@ -170,6 +173,7 @@ class Lab:
     def describe(self) -> dict[str, Any]:
         assert self.tls is not None
         bundle = str(self.ca_bundle_with_system_roots())
+        scale = self.clock.time_scale
         doc: dict[str, Any] = {
             "ca_bundle": str(self.tls.ca_bundle),
             "tenant_id": self.tenant_id,
@@ -186,6 +190,12 @@ class Lab:
                 # real time, so its refill rate is scaled by the same factor to stay in step.
                 "FLUXFLEET_ARM_WRITE_BURST": str(ARM_WRITE_BURST),
                 "FLUXFLEET_ARM_WRITE_RATE": str(ARM_WRITE_RATE_PER_S * self.clock.time_scale),
+                "FLUXFLEET_ARM_READ_BURST": str(ARM_READ_BURST),
+                "FLUXFLEET_ARM_READ_RATE": str(ARM_READ_RATE_PER_S * self.clock.time_scale),
+                # How long the app waits before looking whether a panel's agent reported a change: a
+                # fraction of an agent's sync interval, which runs on the lab clock too.
+                "FLUXFLEET_FLEET_VERIFY_DELAY_SECONDS": f"{max(FLEET_VERIFY_DELAY_S / scale, 0.5):g}",
+                "FLUXFLEET_FLEET_OFFLINE_RECHECK_SECONDS": f"{max(OFFLINE_RECHECK_S / scale, 1):g}",
                 # A timer's `%SETTING%` schedule must resolve or the host will not run it (as in Azure).
                 "FLUXFLEET_ROTATION_SCHEDULE": "0 0 6 * * *",
             },

@@ -81,6 +81,55 @@ class Settings:
         ),
     )
 
+    # --- fleet changes (issue 6: suspend/resume and the engine credential rollout reuses) --------------
+    # ARM reads: 250 burst, 25/s refill per subscription and principal; the pacer shares them the same
+    # way as writes. The lab scales the rate with its clock.
+    arm_read_burst: int = field(
+        default=250,
+        metadata=_env(
+            "FLUXFLEET_ARM_READ_BURST", setting="client-side read bucket size per subscription (reads)"
+        ),
+    )
+    arm_read_rate: float = field(
+        default=25.0,
+        metadata=_env(
+            "FLUXFLEET_ARM_READ_RATE", setting="client-side read refill per subscription (reads/second)"
+        ),
+    )
+    fleet_batch_size: int = field(
+        default=25,
+        metadata=_env(
+            "FLUXFLEET_FLEET_BATCH_SIZE", setting="panels per fan-out queue message (1-100; default 25)"
+        ),
+    )
+    fleet_verify_delay_seconds: float = field(
+        default=30.0,
+        metadata=_env(
+            "FLUXFLEET_FLEET_VERIFY_DELAY_SECONDS",
+            setting="seconds between a write and each check that the panel's agent reported it",
+        ),
+    )
+    fleet_verify_max_checks: int = field(
+        default=20,
+        metadata=_env(
+            "FLUXFLEET_FLEET_VERIFY_MAX_CHECKS",
+            setting="checks of an online panel before it is failed as not reporting (20 × 30 s = 10 min)",
+        ),
+    )
+    fleet_offline_recheck_seconds: float = field(
+        default=600.0,
+        metadata=_env(
+            "FLUXFLEET_FLEET_OFFLINE_RECHECK_SECONDS", setting="seconds between looks at an offline panel"
+        ),
+    )
+    fleet_lease_seconds: float = field(
+        default=300.0,
+        metadata=_env(
+            "FLUXFLEET_FLEET_LEASE_SECONDS",
+            setting="seconds a worker owns a claimed panel before another may take it over (after a crash)",
+        ),
+    )
+
     # --- storage --------------------------------------------------------------------------------------
     storage_connection: str | None = field(
         default=None,
@@ -138,6 +187,16 @@ class Settings:
             "FLUXFLEET_WEBHOOK_URL", setting="Teams/Slack incoming webhook for warnings and stuck rollouts"
         ),
     )
+    # credential rotation (issue 7): how much of a ring must succeed before the next ring starts. An
+    # authentication failure halts a rollout whatever this says; the threshold is about panels that are
+    # offline or never report. 0.8 lets one canary in five be offline without stopping the fleet.
+    credential_ring_threshold: float = field(
+        default=0.8,
+        metadata=_env(
+            "FLUXFLEET_CREDENTIAL_RING_THRESHOLD",
+            setting="share (0-1) of a ring's panels that must succeed before the next ring gets a new PAT",
+        ),
+    )
 
     # --- Azure DevOps and images ---------------------------------------------------------------------------
     devops_org_url: str | None = field(
@@ -164,6 +223,37 @@ class Settings:
     acr_audience: str = field(
         default=PUBLIC_ACR_AUDIENCE,
         metadata=_env("FLUXFLEET_ACR_AUDIENCE", setting="Entra audience for ACR's token exchange"),
+    )
+    # image checks (issue 8): the ETA and the follow-up. The panels' Git sync interval is a fleet-wide
+    # choice made when the Flux configuration is created (`--interval 5m` in kubernetes/README.md), so it
+    # is a setting rather than one panel's ARM answer; the follow-up measures what really happened.
+    flux_sync_interval_seconds: float = field(
+        default=300.0,
+        metadata=_env(
+            "FLUXFLEET_FLUX_SYNC_INTERVAL_SECONDS",
+            setting="the Flux configurations' syncIntervalInSeconds, for image rollout ETAs (seconds)",
+        ),
+    )
+    images_follow_up_margin_seconds: float = field(
+        default=120.0,
+        metadata=_env(
+            "FLUXFLEET_IMAGES_FOLLOW_UP_MARGIN_SECONDS",
+            setting="seconds after an image's ETA before its first follow-up check (Flux timers jitter)",
+        ),
+    )
+    images_follow_up_recheck_seconds: float = field(
+        default=300.0,
+        metadata=_env(
+            "FLUXFLEET_IMAGES_FOLLOW_UP_RECHECK_SECONDS",
+            setting="seconds between follow-up checks while panels are still applying (one sync interval)",
+        ),
+    )
+    images_follow_up_max_checks: int = field(
+        default=6,
+        metadata=_env(
+            "FLUXFLEET_IMAGES_FOLLOW_UP_MAX_CHECKS",
+            setting="follow-up checks before a rollout is reported stuck (6 × 5 min after the ETA)",
+        ),
     )
 
     @classmethod
@@ -226,3 +316,22 @@ def _parse(name: str, env: str, raw: str, default: Any) -> Any:
         return raw.rstrip("/") if raw.startswith("https://") or raw.startswith("http://") else raw
     except ValueError as exc:
         raise InvalidSetting(env, str(exc)) from exc
+
+
+def settings_table() -> str:
+    """The app settings as a Markdown table (README's "App settings"; a test keeps the two in step)."""
+    rows = ["| Setting | Default | Meaning |", "|---|---|---|"]
+    for f in fields(Settings):
+        default = f.default
+        if isinstance(default, tuple):
+            shown = ",".join(str(item) for item in default) if default else "(none)"
+        elif default is None:
+            shown = "(none)"
+        else:
+            shown = str(default).lower() if isinstance(default, bool) else str(default)
+        rows.append(f"| `{f.metadata['env']}` | `{shown}` | {f.metadata['doc']} |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    print(settings_table())

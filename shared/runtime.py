@@ -21,7 +21,8 @@ class Runtime:
     # Services are built lazily by the modules that own them (`shared.services.*.from_runtime`) and
     # kept here so each is built once per worker.
     services: dict[str, Any] = field(default_factory=dict)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    # Re-entrant: a service builder may ask for another service (the images checks use the fleet engine).
+    _lock: threading.RLock = field(default_factory=threading.RLock)
 
     def service(self, name: str, build: Any) -> Any:
         with self._lock:

@@ -12,6 +12,7 @@ import contextlib
 import threading
 import time
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 # How often (real seconds) a sleeper re-checks the clock at most. An `advance` wakes sleepers at
 # once; this bound only matters for very long sleeps at a high time-scale.
@@ -76,3 +77,24 @@ class LabClock:
 def iso(moment: datetime) -> str:
     """ARM's timestamp format: UTC, seconds precision with a `Z`."""
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def date_header_middleware(clock: LabClock) -> Any:
+    """An aiohttp middleware that stamps every answer's `Date` with lab time.
+
+    Azure's `Date` header is Azure's clock; in the lab that clock is the lab clock, so a client that
+    reads "now" from the service it talks to (days until a secret's `exp`, ARM's 48-hour delivery
+    window) sees the same time as the service, also after `POST /_lab/clock/advance`.
+    """
+    from email.utils import formatdate
+
+    from aiohttp import web
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+        response: web.StreamResponse = await handler(request)
+        if not response.prepared:  # a streamed answer has sent its headers already
+            response.headers["Date"] = formatdate(clock.timestamp(), usegmt=True)
+        return response
+
+    return middleware

@@ -32,9 +32,9 @@ for _name in ("azure", "azure.core.pipeline.policies.http_logging_policy", "azur
 
 # azure-core retries 429/5xx honouring Retry-After; a bounded count keeps one panel from holding a
 # batch for minutes. Pacing (shared.services.pacing) is what keeps 429s rare in the first place.
-ARM_RETRY = {"retry_total": 6, "retry_backoff_factor": 0.5, "retry_backoff_max": 30}
+ARM_RETRY: dict[str, Any] = {"retry_total": 6, "retry_backoff_factor": 0.5, "retry_backoff_max": 30}
 # Connection and read timeouts (seconds) for every client: a hung call must not eat a function's time.
-TIMEOUTS = {"connection_timeout": 10, "read_timeout": 60}
+TIMEOUTS: dict[str, Any] = {"connection_timeout": 10, "read_timeout": 60}
 
 
 class AzureClients:
@@ -70,24 +70,26 @@ class AzureClients:
             KubernetesConfigurationFluxConfigurationsMgmtClient,
         )
 
-        return self._cached(
+        client: KubernetesConfigurationFluxConfigurationsMgmtClient = self._cached(
             "flux",
             subscription_id,
             lambda: KubernetesConfigurationFluxConfigurationsMgmtClient(
                 self.credential, subscription_id, base_url=self.settings.arm_endpoint, **ARM_RETRY, **TIMEOUTS
             ),
         )
+        return client
 
     def connected_clusters(self, subscription_id: str) -> ConnectedKubernetesClient:
         from azure.mgmt.hybridkubernetes import ConnectedKubernetesClient
 
-        return self._cached(
+        client: ConnectedKubernetesClient = self._cached(
             "arc",
             subscription_id,
             lambda: ConnectedKubernetesClient(
                 self.credential, subscription_id, base_url=self.settings.arm_endpoint, **ARM_RETRY, **TIMEOUTS
             ),
         )
+        return client
 
     def extensions(self, subscription_id: str) -> Any:
         from azure.mgmt.kubernetesconfiguration.extensions import (
@@ -134,11 +136,11 @@ class AzureClients:
 
     @cached_property
     def queues(self) -> QueueServiceClient:
-        from azure.storage.queue import QueueServiceClient, TextBase64EncodePolicy
+        """The queue service. Callers take queue clients with `get_queue_client(name,
+        message_encode_policy=TextBase64EncodePolicy())`: the Functions host's queue trigger expects base64
+        messages (`messageEncoding`), and `get_queue_client` does not pass a service-level policy on."""
+        from azure.storage.queue import QueueServiceClient
 
-        # The Functions host's queue trigger expects base64 messages by default (messageEncoding).
         return QueueServiceClient.from_connection_string(
-            self.settings.require("storage_connection"),
-            message_encode_policy=TextBase64EncodePolicy(),
-            **TIMEOUTS,
+            self.settings.require("storage_connection"), **TIMEOUTS
         )

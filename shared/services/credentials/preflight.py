@@ -1,0 +1,146 @@
+"""Preflight: is a Key Vault version fit to be rolled out, before any panel depends on it?
+
+A missed or botched rotation stops every panel from syncing, so a version is refused unless it is
+enabled, already valid, not expired and — the decisive check — authenticates to the repository the
+panels sync, by the same Git smart-HTTP ref discovery a Flux source-controller does first. A version
+without `exp` is allowed (Azure DevOps enforces the PAT's own expiry) but reported: without it the app
+cannot warn before the panels lose access.
+
+The checks are ordered from free to costly; the value is read from Key Vault only when the attributes
+pass, and lives in this module's locals only for the probe.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime
+
+from shared.errors import PermanentError
+from shared.services.credentials.model import (
+    CheckOutcome,
+    PreflightCheck,
+    PreflightReport,
+    ProbeVerdict,
+    SecretVersionId,
+    SecretVersionInfo,
+)
+from shared.services.credentials.ports import GitProbe
+
+log = logging.getLogger("fluxfleet.credentials.preflight")
+
+
+def run_preflight(
+    *,
+    version: SecretVersionInfo,
+    now: datetime,
+    read_value: Callable[[SecretVersionId], str],
+    probe: GitProbe,
+    git_url: str,
+    https_user: str,
+    warn_below_days: int,
+) -> PreflightReport:
+    """Check `version`; `warn_below_days` flags a version that will soon need its own successor."""
+    checks = attribute_checks(version, now=now, warn_below_days=warn_below_days)
+    retryable = False
+    if all(check.outcome is not CheckOutcome.FAILED for check in checks):
+        value_checks, retryable = _value_checks(
+            version, read_value=read_value, probe=probe, git_url=git_url, https_user=https_user
+        )
+        checks += value_checks
+    report = PreflightReport(
+        secret=version.name,
+        version=version.version,
+        checked_at=now,
+        checks=tuple(checks),
+        retryable=retryable,
+    )
+    log.info(
+        "preflight of %s version %s: %s",
+        version.name,
+        version.version,
+        "passed" if report.passed else "refused: " + "; ".join(report.reasons),
+        extra={"secret": version.name, "version": version.version, "passed": report.passed},
+    )
+    return report
+
+
+def attribute_checks(
+    version: SecretVersionInfo, *, now: datetime, warn_below_days: int
+) -> list[PreflightCheck]:
+    checks = [
+        PreflightCheck(
+            "enabled",
+            CheckOutcome.PASSED if version.enabled else CheckOutcome.FAILED,
+            "the version is enabled" if version.enabled else "the version is disabled in Key Vault",
+        )
+    ]
+    if version.not_before is not None and version.not_before > now:
+        checks.append(
+            PreflightCheck(
+                "notBefore",
+                CheckOutcome.FAILED,
+                f"the version is not valid before {version.not_before:%c} UTC",
+            )
+        )
+    days_left = version.days_left(now)
+    if days_left is None:
+        checks.append(
+            PreflightCheck(
+                "expiry",
+                CheckOutcome.WARNING,
+                "the version has no `exp` attribute: set it to the PAT's expiry so fluxfleet can warn "
+                "before panels lose access",
+            )
+        )
+    elif days_left <= 0:
+        checks.append(PreflightCheck("expiry", CheckOutcome.FAILED, "the version has expired"))
+    elif days_left < warn_below_days:
+        checks.append(
+            PreflightCheck(
+                "expiry",
+                CheckOutcome.WARNING,
+                f"the version expires in {days_left:.1f} days: mint a successor",
+            )
+        )
+    else:
+        checks.append(PreflightCheck("expiry", CheckOutcome.PASSED, f"expires in {int(days_left)} days"))
+    return checks
+
+
+def _value_checks(
+    version: SecretVersionInfo,
+    *,
+    read_value: Callable[[SecretVersionId], str],
+    probe: GitProbe,
+    git_url: str,
+    https_user: str,
+) -> tuple[list[PreflightCheck], bool]:
+    try:
+        value = read_value(version.version)
+    except PermanentError as exc:  # transient errors propagate: the trigger retries
+        return [
+            PreflightCheck("readable", CheckOutcome.FAILED, f"Key Vault refused the read: {exc.message}")
+        ], False
+    if not value or value != value.strip() or any(ord(ch) < 0x21 for ch in value):
+        # A PAT saved from a file often carries a newline; Git would send it and fail obscurely.
+        return [
+            PreflightCheck(
+                "wellFormed",
+                CheckOutcome.FAILED,
+                "the value is empty or contains whitespace/control characters (a trailing newline?)",
+            )
+        ], False
+    result = probe.probe(url=git_url, username=https_user, password=value)
+    del value
+    if result.authenticated:
+        return [PreflightCheck("authenticates", CheckOutcome.PASSED, result.detail)], False
+    explanation = {
+        ProbeVerdict.REFUSED: "the repository refused it: the PAT is wrong, revoked, expired or lacks "
+        "Code (Read) on this repository",
+        ProbeVerdict.NOT_FOUND: "the repository was not found with this credential",
+        ProbeVerdict.UNREACHABLE: "the repository could not be reached; the PAT is untested",
+    }[result.verdict]
+    return [
+        PreflightCheck("authenticates", CheckOutcome.FAILED, f"{explanation} ({result.detail})")
+    ], result.verdict is ProbeVerdict.UNREACHABLE

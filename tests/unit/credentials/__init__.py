@@ -1,0 +1,1 @@
+"""Unit tests of credential rotation: pure logic and strategies over in-memory fakes of the ports."""
