@@ -1,0 +1,1 @@
+"""`make demo`: fluxfleet's main job against the lab's simulated fleet, as a user would drive it."""
