@@ -44,3 +44,14 @@ def test_an_invalid_setting_names_the_variable() -> None:
 
 def test_capabilities_follow_their_settings() -> None:
     assert Settings.from_env({}).capabilities() == {"fleet": False, "credentials": False, "images": False}
+
+
+def test_the_readme_lists_every_setting_as_config_documents_it() -> None:
+    from pathlib import Path
+
+    from shared.config import settings_table
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    start = readme.index("<!-- settings-table")
+    block = readme[readme.index("\n", start) + 1 : readme.index("<!-- /settings-table -->")]
+    assert block.strip() == settings_table(), "README's settings table is stale: run `python -m shared.config`"
