@@ -167,6 +167,11 @@ class ChangeStrategy(Protocol):
         desired (the panel is then `unchanged` and nothing is written)."""
         ...
 
+    def would_change(self, panel: Panel, current: FluxState, params: Params) -> bool:
+        """What a dry run shows: whether `desired_patch` would write, without its side effects (a
+        credential strategy must not read the secret value just to answer a dry run)."""
+        ...
+
     def check(self, panel: Panel, current: FluxState, applied: AppliedChange, params: Params) -> Convergence:
         """Has the panel's agent reported the change? Compare ARM-clock times from `applied`
         with the agent's report times in `current` (never the app's clock)."""
@@ -272,6 +277,10 @@ class BaseStrategy:
 
     def on_stage_done(self, operation: OperationRecord, stage: int, summary: Mapping[str, int]) -> None:
         return None
+
+    def would_change(self, panel: Panel, current: FluxState, params: Params) -> bool:
+        """Default: ask `desired_patch`; strategies whose patch has side effects override this."""
+        return getattr(self, "desired_patch")(panel, current, params) is not None  # noqa: B009
 
     def reapply_patch(self, panel: Panel, current: FluxState, params: Params) -> dict[str, Any] | None:
         """The PATCH that re-sends a change ARM already holds (Arc dropped it after 48 hours offline).
@@ -577,7 +586,7 @@ class FleetChangeEngine:
                 if current is None:
                     reason = f"skipped: no Flux configuration named {configuration}"
                 else:
-                    would_change = strategy.desired_patch(panel, current, params) is not None
+                    would_change = strategy.would_change(panel, current, params)
                     reason = "would change" if would_change else "already as requested"
             except NotFound:
                 reason = "skipped: the cluster no longer exists in ARM"

@@ -198,3 +198,20 @@ def test_the_stored_rows_and_messages_never_hold_the_pat(ledger: MemoryLedger) -
     encoded = base64.b64encode(GOOD_PAT.encode()).decode()
     assert GOOD_PAT not in stored
     assert encoded not in stored
+
+
+def test_a_dry_run_plans_every_panel_without_reading_the_pat(ledger: MemoryLedger) -> None:
+    strategy = strategy_for(ledger)
+    world, _ = world_with(strategy)
+    result = world.engine.start(
+        kind=ROLLOUT_KIND,
+        params=params(),
+        reason="rotate",
+        requested_by="test",
+        selection=Selector(all=True),
+        dry_run=True,
+    )
+    assert result.operation_id is None
+    assert result.document["total"] == len(fleet())
+    assert all(panel["wouldChange"] for panel in result.document["clusters"] if panel["current"])
+    assert strategy._secrets.value_reads == []  # type: ignore[attr-defined]
