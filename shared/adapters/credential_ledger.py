@@ -17,11 +17,11 @@ No row ever holds a secret: versions, states, times and reasons only.
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from shared.adapters.tables import Tables
 from shared.errors import from_azure_error
 from shared.services.credentials.model import (
     CheckOutcome,
@@ -43,21 +43,11 @@ class TableCredentialLedger:
     """`CredentialLedger` over one Azure Table (Azurite locally)."""
 
     def __init__(self, *, service: TableServiceClient, table_name: str = TABLE_NAME) -> None:
-        self._service = service
         self._table_name = table_name
-        self._table: TableClient | None = None
-        self._lock = threading.Lock()
+        self._tables = Tables(service)
 
     def _client(self) -> TableClient:
-        with self._lock:
-            if self._table is None:
-                from azure.core.exceptions import AzureError
-
-                try:
-                    self._table = self._service.create_table_if_not_exists(self._table_name)
-                except AzureError as exc:
-                    raise from_azure_error(exc, what=f"create table {self._table_name}") from exc
-            return self._table
+        return self._tables.get(self._table_name)
 
     # --- the map ----------------------------------------------------------------------------------
     def panel_credentials(self, secret: str) -> list[PanelCredential]:

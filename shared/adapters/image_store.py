@@ -20,6 +20,7 @@ import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from shared.adapters.tables import Tables
 from shared.errors import Conflict, TransientError, from_azure_error
 from shared.services.images.model import CheckId, CheckRecord, image_key, split_check_id
 from shared.services.images.ports import FOLLOW_UP_QUEUE, FollowUpMessage, StoredCheck
@@ -54,21 +55,11 @@ class TableCheckStore:
     """A `CheckStore` over Azure Table storage (Azurite locally)."""
 
     def __init__(self, *, service: TableServiceClient, table: str = CHECKS_TABLE) -> None:
-        self._service = service
         self._table_name = table
-        self._table: TableClient | None = None
-        self._lock = threading.Lock()
+        self._tables = Tables(service)
 
     def _client(self) -> TableClient:
-        with self._lock:
-            if self._table is None:
-                from azure.core.exceptions import AzureError
-
-                try:
-                    self._table = self._service.create_table_if_not_exists(self._table_name)
-                except AzureError as exc:
-                    raise from_azure_error(exc, what=f"create table {self._table_name}") from exc
-            return self._table
+        return self._tables.get(self._table_name)
 
     def _entity(self, record: CheckRecord, image: str) -> dict[str, Any]:
         parts = split_check_id(record.id)

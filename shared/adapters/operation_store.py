@@ -9,10 +9,8 @@ The layout (tables, keys, properties) is documented in docs/storage.md, "Fleet c
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -23,6 +21,7 @@ from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 from azure.data.tables import TableTransactionError, UpdateMode
 
+from shared.adapters.tables import Tables
 from shared.models import SETTLED_STATES, ClusterId, OperationId, PanelState
 from shared.ports import BucketRow, ConcurrentUpdate, OperationRecord, PanelRecord
 
@@ -53,7 +52,7 @@ class TableOperationStore:
     """`OperationStore` over Azure Table storage."""
 
     def __init__(self, service: TableServiceClient) -> None:
-        self._tables = _Tables(service)
+        self._tables = Tables(service)
 
     # --- operations -----------------------------------------------------------------------------------
     def create_operation(self, operation: OperationRecord, panels: Sequence[PanelRecord]) -> None:
@@ -272,7 +271,7 @@ class TableBucketStore:
     """`BucketStore` over Table storage: one row per (subscription, kind), shared by every instance."""
 
     def __init__(self, service: TableServiceClient) -> None:
-        self._tables = _Tables(service)
+        self._tables = Tables(service)
 
     def read(self, key: str) -> BucketRow | None:
         try:
@@ -302,24 +301,6 @@ class TableBucketStore:
 
 
 # --- helpers ---------------------------------------------------------------------------------------
-class _Tables:
-    """Table clients by name, each table created once per process (first use)."""
-
-    def __init__(self, service: TableServiceClient) -> None:
-        self._service = service
-        self._clients: dict[str, TableClient] = {}
-        self._lock = threading.Lock()
-
-    def get(self, name: str) -> TableClient:
-        with self._lock:
-            client = self._clients.get(name)
-            if client is None:
-                with contextlib.suppress(ResourceExistsError):
-                    self._service.create_table(name)
-                client = self._clients[name] = self._service.get_table_client(name)
-            return client
-
-
 def operation_row_key(operation_id: str) -> str:
     """Newest first: the id's `YYYYMMDDThhmmssZ` prefix, inverted digit by digit, then the id itself."""
     stamp, _, _rest = operation_id.partition("-")

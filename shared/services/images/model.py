@@ -19,6 +19,7 @@ from typing import Any, Literal, NewType, cast, get_args
 CheckId = NewType("CheckId", str)
 CommitId = NewType("CommitId", str)
 
+# Most hopeful first: `shared.services.images.verdict` takes this order as its priority.
 VerdictKind = Literal[
     "will-roll-out",
     "already-deployed",

@@ -32,6 +32,7 @@ from shared.image_policy import (
 )
 from shared.services.images.model import (
     SHORT_SHA,
+    VERDICT_KINDS,
     Eta,
     FilterRule,
     ImageRef,
@@ -43,18 +44,7 @@ from shared.services.images.model import (
 from shared.services.images.snapshot import RepoSnapshot
 
 # Most hopeful first: the check takes the verdict of the policy closest to rolling out.
-VERDICT_PRIORITY: tuple[VerdictKind, ...] = (
-    "will-roll-out",
-    "already-deployed",
-    "no-marker",
-    "automation-suspended",
-    "automation-missing",
-    "not-latest",
-    "filtered-out",
-    "invalid-policy",
-    "no-policy",
-    "no-image-repository",
-)
+VERDICT_PRIORITY: tuple[VerdictKind, ...] = VERDICT_KINDS  # `VerdictKind` is declared in this order
 # Arc's Flux configuration default `syncIntervalInSeconds` (the SDK and `az k8s-configuration flux
 # create` default), used when no panel's configuration can be read.
 DEFAULT_SYNC_INTERVAL_S = 600.0

@@ -248,13 +248,6 @@ def test_an_unknown_sync_interval_falls_back_to_the_arc_default(sync: float | No
     assert verdict.eta.sync_interval_s == 600.0
 
 
-def test_every_verdict_kind_has_a_place_in_the_priority_order() -> None:
-    from shared.services.images.model import VERDICT_KINDS
-    from shared.services.images.verdict import VERDICT_PRIORITY
-
-    assert sorted(VERDICT_PRIORITY) == sorted(VERDICT_KINDS)
-
-
 def test_a_stored_document_reads_back_as_the_same_check() -> None:
     from shared.services.images.model import CheckRecord, make_check_id
 
