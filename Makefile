@@ -29,7 +29,7 @@ lint: setup
 typecheck: setup
 	$(VENV)/bin/mypy
 
-test: setup lint
+test: setup lint typecheck
 	$(VENV)/bin/pytest
 
 # Unit and handler tests only: no lab, no Azurite (seconds).
