@@ -41,8 +41,11 @@ if TYPE_CHECKING:
     from shared.adapters.pat_api import PatLifecycleClient
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_NOT_SAFE = 0, 1, 2, 3
-# The scope fluxfleet's Flux sources need: read code. Nothing more.
+# The scope fluxfleet's Flux sources need: read code. Nothing more. Flux's image-automation controller
+# pushes with the same GitRepository credential, so a fleet that runs it needs write: `--scope
+# vso.code_write` says so explicitly (never the default).
 PAT_SCOPE = "vso.code"
+PAT_SCOPES = ("vso.code", "vso.code_write")
 # Azure DevOps caps PAT lifetime at one year (organizations may set less by policy).
 MAX_DAYS = 365
 DEFAULT_DAYS = 90
@@ -92,6 +95,12 @@ def _parser() -> argparse.ArgumentParser:
     mint.add_argument(
         "--display-name", help="the PAT's name in Azure DevOps (default: fluxfleet-<org>-<date>)"
     )
+    mint.add_argument(
+        "--scope",
+        choices=PAT_SCOPES,
+        default=PAT_SCOPE,
+        help="vso.code (read, default); vso.code_write only if image automation pushes with this PAT",
+    )
     mint.add_argument("--vault-url", help="Key Vault URL (default: FLUXFLEET_KEYVAULT_URL)")
     mint.add_argument(
         "--secret-name", help="secret name (default: FLUXFLEET_PAT_SECRET_NAME or flux-gitops-pat)"
@@ -136,10 +145,10 @@ def run_mint(args: argparse.Namespace, *, out: TextIO) -> int:
     client = _pat_client(args, settings, credential)
     valid_to = (datetime.now(UTC) + timedelta(days=args.days)).replace(microsecond=0)
     display_name = args.display_name or f"fluxfleet-{args.org}-{valid_to:%Y%m%d}"
-    minted = client.create(display_name=display_name, scope=PAT_SCOPE, valid_to=valid_to, all_orgs=False)
+    minted = client.create(display_name=display_name, scope=args.scope, valid_to=valid_to, all_orgs=False)
     tags = {
         "authorizationId": minted.pat.authorization_id,
-        "scope": minted.pat.scope or PAT_SCOPE,
+        "scope": minted.pat.scope or args.scope,
         "displayName": minted.pat.display_name or display_name,
         "organization": args.org,
         "mintedBy": "fluxfleet-cli",
@@ -161,7 +170,7 @@ def run_mint(args: argparse.Namespace, *, out: TextIO) -> int:
     result = {
         "authorizationId": minted.pat.authorization_id,
         "displayName": minted.pat.display_name or display_name,
-        "scope": minted.pat.scope or PAT_SCOPE,
+        "scope": minted.pat.scope or args.scope,
         "validTo": (minted.pat.valid_to or valid_to).isoformat(),
         "vault": vault_url,
         "secret": secret_name,

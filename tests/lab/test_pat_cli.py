@@ -75,6 +75,18 @@ def test_mint_stores_a_read_only_org_scoped_pat_as_a_new_version_and_never_print
     assert token not in result.stdout + result.stderr
 
 
+def test_mint_with_write_scope_is_explicit_for_fleets_whose_image_automation_pushes(
+    lab_clean: LabHandle,
+) -> None:
+    result = cli(lab_clean, "mint", "--days", "30", "--scope", "vso.code_write", "--json")
+    assert result.returncode == 0, result.stderr
+    minted = json.loads(result.stdout)
+    assert pats(lab_clean)[minted["authorizationId"]]["scope"] == "vso.code_write"
+    vault = lab_clean.state()["keyvault"]["secrets"][SECRET]
+    stored = next(v for v in vault["versions"] if v["version"] == minted["version"])
+    assert stored["tags"]["scope"] == "vso.code_write"
+
+
 def test_mint_says_plainly_when_the_organization_is_wrong(lab_clean: LabHandle) -> None:
     before = lab_clean.state()["keyvault"]["secrets"][SECRET]["currentVersion"]
     result = subprocess.run(
