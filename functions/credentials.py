@@ -17,14 +17,16 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import azure.functions as func
 
 from functions.http import handle_errors, json_response, read_json, requested_by
 from shared.errors import Forbidden, InvalidInput, PermanentError, TransientError
-from shared.models import Selector
 from shared.runtime import get_runtime
+
+if TYPE_CHECKING:  # models load on first use, not when the host indexes the app (cold start)
+    from shared.models import Selector
 
 log = logging.getLogger("fluxfleet.functions.credentials")
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import azure.functions as func
@@ -16,7 +16,11 @@ import azure.functions as func
 from functions.http import handle_errors, json_response, read_json, requested_by
 from shared.errors import InvalidInput
 from shared.runtime import get_runtime
-from shared.services import fleet_changes, fleet_ops
+from shared.services.fleet_queues import APPLY_QUEUE, VERIFY_QUEUE
+
+if TYPE_CHECKING:  # the services load on first use, not when the host indexes the app (cold start)
+    from shared.services.fleet_changes import FleetChangeEngine
+    from shared.services.fleet_ops import FleetOps
 
 log = logging.getLogger("fluxfleet.fleet")
 bp = func.Blueprint()
@@ -30,17 +34,21 @@ MAX_LIST_LIMIT = 200
 POLL_AFTER_S = 5
 
 
-def _ops() -> fleet_ops.FleetOps:
+def _ops() -> FleetOps:
+    from shared.services import fleet_ops
+
     # Built from the worker's one engine; not nested inside `runtime.service` (it is not re-entrant).
     engine = _engine()
-    service: fleet_ops.FleetOps = get_runtime().service(
+    service: FleetOps = get_runtime().service(
         "fleet_ops", lambda runtime: fleet_ops.FleetOps(engine=engine, settings=runtime.settings)
     )
     return service
 
 
-def _engine() -> fleet_changes.FleetChangeEngine:
-    engine: fleet_changes.FleetChangeEngine = get_runtime().service(
+def _engine() -> FleetChangeEngine:
+    from shared.services import fleet_changes
+
+    engine: FleetChangeEngine = get_runtime().service(
         "fleet_changes", fleet_changes.from_runtime
     )
     return engine
@@ -62,7 +70,9 @@ def _change(req: func.HttpRequest, *, kind: str) -> func.HttpResponse:
     ops = _ops()
     caller = requested_by(req)
     ops.authorize(caller)
-    request = fleet_ops.parse_change_request(read_json(req))
+    from shared.services.fleet_ops import parse_change_request
+
+    request = parse_change_request(read_json(req))
     answer = ops.request_change(
         kind=kind, request=request, requested_by=caller, idempotency_key=_idempotency_key(req)
     )
@@ -98,18 +108,20 @@ def fleet_list_operations(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="fleet", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 @handle_errors
 def fleet_inventory(req: func.HttpRequest) -> func.HttpResponse:
-    selector = fleet_ops.parse_inventory_query(req.params)
+    from shared.services.fleet_ops import parse_inventory_query
+
+    selector = parse_inventory_query(req.params)
     return json_response(_ops().inventory(selector=selector))
 
 
-@bp.queue_trigger(arg_name="msg", queue_name=fleet_changes.APPLY_QUEUE, connection="AzureWebJobsStorage")
+@bp.queue_trigger(arg_name="msg", queue_name=APPLY_QUEUE, connection="AzureWebJobsStorage")
 def fleet_apply(msg: func.QueueMessage) -> None:
     message = _message(msg)
     if message is not None:
         _engine().process_apply(message, dequeue_count=msg.dequeue_count or 1)
 
 
-@bp.queue_trigger(arg_name="msg", queue_name=fleet_changes.VERIFY_QUEUE, connection="AzureWebJobsStorage")
+@bp.queue_trigger(arg_name="msg", queue_name=VERIFY_QUEUE, connection="AzureWebJobsStorage")
 def fleet_verify(msg: func.QueueMessage) -> None:
     message = _message(msg)
     if message is not None:

@@ -96,6 +96,7 @@ from shared.ports import (
     PanelRecord,
     WorkQueue,
 )
+from shared.services import fleet_queues
 from shared.services.operations import (
     final_status,
     iso,
@@ -109,8 +110,7 @@ from shared.services.selection import check_selector, check_subscriptions, selec
 log = logging.getLogger("fluxfleet.fleet")
 
 # Queues of the fan-out (Storage queues; base64 messages as the Functions host expects).
-APPLY_QUEUE = "ff-fleet-apply"
-VERIFY_QUEUE = "ff-fleet-verify"
+APPLY_QUEUE, VERIFY_QUEUE = fleet_queues.APPLY_QUEUE, fleet_queues.VERIFY_QUEUE
 
 # Modules that provide strategies: each exposes `change_strategies(runtime) -> Iterable[ChangeStrategy]`.
 # Listed explicitly (not discovered) so a broken provider fails loudly instead of dropping a kind.

@@ -54,4 +54,5 @@ def test_the_readme_lists_every_setting_as_config_documents_it() -> None:
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     start = readme.index("<!-- settings-table")
     block = readme[readme.index("\n", start) + 1 : readme.index("<!-- /settings-table -->")]
-    assert block.strip() == settings_table(), "README's settings table is stale: run `python -m shared.config`"
+    stale = "README's settings table is stale: run `python -m shared.config`"
+    assert block.strip() == settings_table(), stale
