@@ -9,16 +9,14 @@ so it sees the same time as the lab. Each threshold must reach the webhook exact
 
 from __future__ import annotations
 
-import json
-import threading
 import time
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, HTTPServer
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import pytest
 
 from tests.e2e.hostkit import HostProcess
+from tests.e2e.webhook import Webhook
 from tests.labkit import LabHandle, LabProcess
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -26,29 +24,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 T = TypeVar("T")
 DAY_S = 86_400
 EVENT_TIMEOUT_S = 30.0
-
-
-class Webhook:
-    def __init__(self) -> None:
-        self.messages: list[dict[str, Any]] = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                outer.messages.append(json.loads(self.rfile.read(length)))
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                return None
-
-        self.server = HTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def expiry_titles(self) -> list[str]:
-        return [str(m["summary"]) for m in self.messages if "Flux PAT expire" in str(m.get("summary"))]
 
 
 @pytest.fixture(scope="module")

@@ -18,11 +18,9 @@ import hashlib
 import json
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any, TypeVar
 
 import pytest
@@ -33,6 +31,7 @@ from azure.keyvault.secrets import SecretClient
 from azure.storage.queue import QueueServiceClient, TextBase64DecodePolicy
 
 from tests.e2e.hostkit import HostProcess
+from tests.e2e.webhook import Webhook
 from tests.labkit import REPO_ROOT, LabHandle, LabProcess
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -54,31 +53,6 @@ TICK_EVERY_S = 2.0
 
 
 # --- module fixtures ---------------------------------------------------------------------------------
-class Webhook:
-    """A Teams/Slack stand-in: records every message the app posts."""
-
-    def __init__(self) -> None:
-        self.messages: list[dict[str, Any]] = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                outer.messages.append(json.loads(self.rfile.read(length)))
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                return None
-
-        self.server = HTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def titles(self) -> list[str]:
-        return [str(m.get("summary") or m.get("text")) for m in self.messages]
-
-
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabHandle]:
     with LabProcess(
