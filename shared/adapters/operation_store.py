@@ -219,17 +219,7 @@ class TableOperationStore:
     @staticmethod
     def _release(table: TableClient, group: str, operation_id: str, keys: Sequence[str]) -> None:
         for key in keys:
-            try:
-                entity = table.get_entity(group, key)
-                if entity["OperationId"] == operation_id:
-                    table.delete_entity(
-                        group,
-                        key,
-                        etag=entity.metadata["etag"],
-                        match_condition=MatchConditions.IfNotModified,
-                    )
-            except (ResourceNotFoundError, ResourceModifiedError):
-                continue
+            _delete_if_owned(table, group, key, operation_id)
 
     # --- idempotency ---------------------------------------------------------------------------------------
     def claim_idempotency(
@@ -252,19 +242,7 @@ class TableOperationStore:
             return str(entity["OperationId"]), str(entity["RequestHash"])
 
     def release_idempotency(self, *, scope: str, key: str, operation_id: str) -> None:
-        table = self._tables.get(IDEMPOTENCY_TABLE)
-        row_key = _key_hash(key)
-        try:
-            entity = table.get_entity(scope, row_key)
-            if entity["OperationId"] == operation_id:
-                table.delete_entity(
-                    scope,
-                    row_key,
-                    etag=entity.metadata["etag"],
-                    match_condition=MatchConditions.IfNotModified,
-                )
-        except (ResourceNotFoundError, ResourceModifiedError):
-            return
+        _delete_if_owned(self._tables.get(IDEMPOTENCY_TABLE), scope, _key_hash(key), operation_id)
 
 
 class TableBucketStore:
@@ -301,6 +279,19 @@ class TableBucketStore:
 
 
 # --- helpers ---------------------------------------------------------------------------------------
+def _delete_if_owned(table: TableClient, partition: str, row: str, operation_id: str) -> None:
+    """Delete a claim row only while it still belongs to `operation_id` (ETag-guarded: a row another
+    operation took in between is left alone; one already gone is fine)."""
+    try:
+        entity = table.get_entity(partition, row)
+        if entity["OperationId"] == operation_id:
+            table.delete_entity(
+                partition, row, etag=entity.metadata["etag"], match_condition=MatchConditions.IfNotModified
+            )
+    except (ResourceNotFoundError, ResourceModifiedError):
+        return
+
+
 def operation_row_key(operation_id: str) -> str:
     """Newest first: the id's `YYYYMMDDThhmmssZ` prefix, inverted digit by digit, then the id itself."""
     stamp, _, _rest = operation_id.partition("-")

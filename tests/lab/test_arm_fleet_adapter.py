@@ -247,6 +247,11 @@ def test_an_idempotency_key_maps_to_its_first_operation(clients: AzureClients) -
         "op-a",
         "h1",
     )
+    store.release_idempotency(scope="test", key=key, operation_id="op-b")  # not its owner: no effect
+    assert store.claim_idempotency(scope="test", key=key, request_hash="h3", operation_id="op-c") == (
+        "op-a",
+        "h1",
+    )
     store.release_idempotency(scope="test", key=key, operation_id="op-a")
     assert store.claim_idempotency(scope="test", key=key, request_hash="h2", operation_id="op-b") is None
 
