@@ -46,11 +46,9 @@ def percentile(values: list[float], share: float) -> float:
 
 
 def bench_verdicts() -> dict[str, float]:
-    from shared.adapters.clients import AzureClients
     from shared.config import Settings
-    from shared.runtime import Runtime
-    from shared.services.images.model import ImageRef, PushedImage
-    from shared.services.images.wiring import from_runtime
+    from shared.container import Container
+    from shared.models.images import ImageRef, PushedImage
 
     with (
         tempfile.TemporaryDirectory(prefix="bench-images-") as state,
@@ -58,7 +56,7 @@ def bench_verdicts() -> dict[str, float]:
         lab.applied_env(),
     ):
         settings = Settings.from_env(dict(os.environ))
-        checks = from_runtime(Runtime(settings=settings, clients=AzureClients(settings)))
+        checks = Container(settings).images
         registry = checks._registry  # the same adapter and client the verdict uses
         store = checks._store
         stored_at: list[float] = []

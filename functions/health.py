@@ -5,8 +5,7 @@ from __future__ import annotations
 import azure.functions as func
 
 from functions.http import handle_errors, json_response
-from shared.runtime import get_runtime
-from shared.services import health
+from shared.container import get_container
 
 bp = func.Blueprint()
 
@@ -15,6 +14,5 @@ bp = func.Blueprint()
 @handle_errors
 def get_health(req: func.HttpRequest) -> func.HttpResponse:
     deep = req.params.get("deep", "false").lower() in ("true", "1")
-    service = get_runtime().service("health", health.from_runtime)
-    body = service.check(deep=deep)
+    body = get_container().health.check(deep=deep)
     return json_response(body, status=200 if body["status"] == "ok" else 503)

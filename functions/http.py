@@ -1,8 +1,12 @@
-"""What every HTTP handler shares: JSON bodies, problem+json errors, the caller's identity.
+"""The one HTTP intake every route uses: who is calling, may they, the body, the query, the answer.
 
-Handlers stay about twenty lines: they call `read_json`, build a typed request, call one service,
-and return `json_response`/`problem_response`. `handle_errors` turns any domain error into its
-problem document; anything else becomes a 500 without internals (the log has them).
+A handler reads, in this order: `caller(req)` and — on a fleet-changing route — `authorize(caller)`
+*before* anything of the body is looked at (an unauthorised caller learns nothing about what would have
+been valid); then `read_json(req)` for the body (size, UTF-8, a JSON object), `idempotency_key(req)` and
+`query_int(...)` for the query, each refusing bad input with a 4xx `application/problem+json` that names
+the field; then it calls one service and answers with `json_response`, or `accepted(...)` for a started
+operation (202, an absolute `statusUrl` and `Location`, one `Retry-After`). `handle_errors` turns any
+domain error into its problem document; anything else becomes a 500 without internals (the log has them).
 """
 
 from __future__ import annotations
@@ -11,21 +15,27 @@ import functools
 import hashlib
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 import azure.functions as func
 
-from shared.errors import FluxfleetError, InvalidInput, PayloadTooLarge
+from shared.errors import FluxfleetError, Forbidden, InvalidInput, PayloadTooLarge
 
 log = logging.getLogger("fluxfleet.http")
 
 # Selections of a few thousand panel names fit well within this; anything larger is a mistake.
 MAX_BODY_BYTES = 64 * 1024
+# Longest Idempotency-Key accepted: a UUID or a pipeline run id fits many times over.
+MAX_IDEMPOTENCY_KEY = 200
+# What a 202 suggests to pollers (s): about how long a small fleet's first panels take.
+POLL_AFTER_S = 5
 
 Handler = Callable[[func.HttpRequest], func.HttpResponse]
 
 
+# --- answers ------------------------------------------------------------------------------------------
 def json_response(
     body: Any, *, status: int = 200, headers: dict[str, str] | None = None
 ) -> func.HttpResponse:
@@ -50,6 +60,23 @@ def problem_response(error: FluxfleetError, *, instance: str | None = None) -> f
     )
 
 
+def status_url(req: func.HttpRequest, operation_id: str) -> str:
+    """The absolute URL of an operation's status, on the host the caller reached."""
+    parts = urlsplit(req.url)
+    return f"{parts.scheme}://{parts.netloc}/api/operations/{operation_id}"
+
+
+def accepted(req: func.HttpRequest, operation_id: str, body: Mapping[str, Any]) -> func.HttpResponse:
+    """202 for a started (or idempotently replayed) operation, pointing at its status document."""
+    url = status_url(req, operation_id)
+    return json_response(
+        {**body, "operationId": operation_id, "statusUrl": url},
+        status=202,
+        headers={"Location": url, "Retry-After": str(POLL_AFTER_S)},
+    )
+
+
+# --- the request -------------------------------------------------------------------------------------
 def read_json(req: func.HttpRequest) -> dict[str, Any]:
     """The body as a JSON object; 413 over MAX_BODY_BYTES, 400 when not a JSON object."""
     raw = req.get_body() or b""
@@ -68,7 +95,27 @@ def read_json(req: func.HttpRequest) -> dict[str, Any]:
     return body
 
 
-def requested_by(req: func.HttpRequest) -> str:
+def idempotency_key(req: func.HttpRequest) -> str | None:
+    """The `Idempotency-Key` header, validated: 1-200 printable characters, surrounding spaces trimmed."""
+    raw = req.headers.get("Idempotency-Key")
+    if raw is None:
+        return None
+    key = str(raw).strip()
+    if not key or len(key) > MAX_IDEMPOTENCY_KEY or not key.isprintable():
+        raise InvalidInput("Idempotency-Key", f"must be 1-{MAX_IDEMPOTENCY_KEY} printable characters")
+    return key
+
+
+def query_int(req: func.HttpRequest, name: str, *, default: int, maximum: int) -> int:
+    """A whole-number query parameter from 1 to `maximum` (400 naming it otherwise)."""
+    raw = req.params.get(name) or str(default)
+    if not raw.isdigit() or not 1 <= int(raw) <= maximum:
+        raise InvalidInput(name, f"must be a whole number from 1 to {maximum}")
+    return int(raw)
+
+
+# --- who is calling -----------------------------------------------------------------------------------
+def caller(req: func.HttpRequest) -> str:
     """Who is calling: the App Service authentication principal, else which function key was used.
 
     The worker is not told the key's *name*, so a key is identified by a short hash of it: stable,
@@ -81,6 +128,15 @@ def requested_by(req: func.HttpRequest) -> str:
     if key:
         return "function-key:" + hashlib.sha256(key.encode()).hexdigest()[:12]
     return "anonymous"
+
+
+def authorize(who: str, *, allowed: tuple[str, ...], action: str) -> str:
+    """403 unless `who` may change the fleet (`FLUXFLEET_ALLOWED_PRINCIPALS`; empty allows every
+    authenticated caller). Principal names compare case-insensitively, as Entra treats them."""
+    permitted = {principal.lower() for principal in allowed}
+    if permitted and who.lower() not in permitted:
+        raise Forbidden(f"{who} may not {action} (FLUXFLEET_ALLOWED_PRINCIPALS)")
+    return who
 
 
 def handle_errors(handler: Handler) -> Handler:
@@ -101,6 +157,4 @@ def handle_errors(handler: Handler) -> Handler:
 
 
 def _path(url: str) -> str:
-    from urllib.parse import urlsplit
-
     return urlsplit(url).path

@@ -10,61 +10,28 @@ queue message reappears).
 from __future__ import annotations
 
 import logging
-from datetime import datetime
-from typing import TYPE_CHECKING, Any
 
 import azure.functions as func
 
-from functions.http import handle_errors, json_response, read_json, requested_by
+from functions.events import event_envelope, queue_json
+from functions.http import caller, handle_errors, json_response, query_int, read_json
+from shared.container import get_container
 from shared.errors import FluxfleetError
-from shared.runtime import get_runtime
-from shared.services.images import FOLLOW_UP_QUEUE
-
-if TYPE_CHECKING:
-    from shared.services.images.service import ImageChecks
+from shared.queues import IMAGE_FOLLOW_UP_QUEUE
 
 # The request and event models load on first use, not when the host indexes the app (cold start).
 
 log = logging.getLogger("fluxfleet.images")
 bp = func.Blueprint()  # azure-functions ships no annotations here
 
-
-def _checks() -> ImageChecks:
-    from shared.services.images.wiring import from_runtime
-
-    service: ImageChecks = get_runtime().service("images", from_runtime)
-    return service
+# `GET /api/images/checks?limit=`: default and maximum.
+DEFAULT_LIST_LIMIT = 20
+MAX_LIST_LIMIT = 100
 
 
 def _login_server() -> str | None:
-    login_server: str | None = get_runtime().settings.acr_login_server
+    login_server: str | None = get_container().settings.acr_login_server
     return login_server
-
-
-def _when(value: datetime | None) -> str | None:
-    return value.isoformat() if isinstance(value, datetime) else None
-
-
-def event_envelope(event: Any) -> dict[str, Any]:
-    """The raw envelope of whichever event object the worker built (its schema decides, reference §7)."""
-    if hasattr(event, "specversion"):
-        return {
-            "specversion": event.specversion,
-            "id": event.id,
-            "type": event.type,
-            "source": event.source,
-            "subject": event.subject,
-            "time": _when(event.time),
-            "data": event.get_json(),
-        }
-    return {
-        "id": event.id,
-        "eventType": event.event_type,
-        "topic": event.topic,
-        "subject": event.subject,
-        "eventTime": _when(event.event_time),
-        "data": event.get_json(),
-    }
 
 
 @bp.function_name("image_pushed")
@@ -81,7 +48,7 @@ def image_pushed(event: func.EventGridEvent) -> None:
         log.warning("malformed event rejected: %s", malformed.message)
         return
     try:
-        _checks().handle_push(pushed)
+        get_container().images.handle_push(pushed)
     except FluxfleetError as error:
         if error.transient:
             raise
@@ -94,18 +61,20 @@ def image_pushed(event: func.EventGridEvent) -> None:
 
 
 @bp.function_name("image_follow_up")
-@bp.queue_trigger(arg_name="msg", queue_name=FOLLOW_UP_QUEUE, connection="AzureWebJobsStorage")
+@bp.queue_trigger(arg_name="msg", queue_name=IMAGE_FOLLOW_UP_QUEUE, connection="AzureWebJobsStorage")
 def image_follow_up(msg: func.QueueMessage) -> None:
-    from shared.services.images.model import CheckId
-    from shared.services.images.ports import parse_follow_up_message
+    from shared.models.images import CheckId, parse_follow_up_message
 
+    body = queue_json(msg, what="follow-up")
+    if body is None:
+        return
     try:
-        message = parse_follow_up_message(msg.get_body().decode("utf-8", errors="replace"))
+        message = parse_follow_up_message(body)
     except ValueError as error:
         log.warning("malformed follow-up message dropped: %s", error)
         return
     try:
-        _checks().follow_up(check_id=CheckId(message["checkId"]), attempt=message["attempt"])
+        get_container().images.follow_up(check_id=CheckId(message["checkId"]), attempt=message["attempt"])
     except FluxfleetError as error:
         if error.transient:
             raise
@@ -120,33 +89,36 @@ def image_follow_up(msg: func.QueueMessage) -> None:
 @bp.route(route="images/check", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
 @handle_errors
 def image_check(req: func.HttpRequest) -> func.HttpResponse:
-    from shared.services.images.api import parse_check_request
+    from shared.services.images.requests import parse_check_request
 
     ref = parse_check_request(read_json(req), default_registry=_login_server())
-    record = _checks().preflight(ref=ref, requested_by=requested_by(req))
+    record = get_container().images.preflight(ref=ref, requested_by=caller(req))
     return json_response(record.to_document())
 
 
 @bp.route(route="images/checks", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 @handle_errors
 def image_checks_list(req: func.HttpRequest) -> func.HttpResponse:
-    from shared.services.images.api import parse_checks_query
+    from shared.services.images.requests import parse_checks_query
 
     query = parse_checks_query(dict(req.params), default_registry=_login_server())
-    records = _checks().list_checks(image=query.image, tag=query.tag, limit=query.limit)
+    limit = query_int(req, "limit", default=DEFAULT_LIST_LIMIT, maximum=MAX_LIST_LIMIT)
+    records = get_container().images.list_checks(image=query.image, tag=query.tag, limit=limit)
     return json_response({"checks": [record.to_document() for record in records]})
 
 
 @bp.route(route="images/checks/{id}", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 @handle_errors
 def image_check_get(req: func.HttpRequest) -> func.HttpResponse:
-    from shared.services.images.model import CheckId
+    from shared.models.images import CheckId
 
-    record = _checks().get_check(check_id=CheckId(req.route_params.get("id", "")))
+    record = get_container().images.get_check(check_id=CheckId(req.route_params.get("id", "")))
     return json_response(record.to_document())
 
 
 @bp.route(route="images", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 @handle_errors
 def images_latest(req: func.HttpRequest) -> func.HttpResponse:
-    return json_response({"policies": [status.to_document() for status in _checks().current_latest()]})
+    return json_response(
+        {"policies": [status.to_document() for status in get_container().images.current_latest()]}
+    )

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from shared.config import Settings
 from shared.errors import FluxfleetError, NotFound
+from shared.timestamps import format_time
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
@@ -171,7 +172,7 @@ def run_mint(args: argparse.Namespace, *, out: TextIO) -> int:
         "authorizationId": minted.pat.authorization_id,
         "displayName": minted.pat.display_name or display_name,
         "scope": minted.pat.scope or args.scope,
-        "validTo": (minted.pat.valid_to or valid_to).isoformat(),
+        "validTo": format_time(minted.pat.valid_to or valid_to),
         "vault": vault_url,
         "secret": secret_name,
         "version": stored.version,

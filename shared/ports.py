@@ -16,14 +16,20 @@ from shared.errors import Conflict
 from shared.models import ClusterId, FluxState, OperationId, Panel, PanelState
 
 # ==================================================================================================
-# Fleet (issue 6) and every fleet-wide change built on shared.services.fleet_changes
+# The fleet: what every capability reads of it, and what the fleet-change engine writes
+# (shared.services.fleet). Implemented by the one paced ARM boundary, shared.adapters.arm_fleet.
 # ==================================================================================================
 
-RateKind = Literal["reads", "writes"]
+# ARM's token buckets per subscription and principal: one per operation type.
+RateKind = Literal["reads", "writes", "deletes"]
 
 
 class FleetReader(Protocol):
-    """Read the fleet from ARM: connectedClusters and their Flux configurations."""
+    """Read the fleet from ARM: connectedClusters and their Flux configurations.
+
+    Every call is paced by the implementation (ARM's budget belongs to the subscription and the
+    identity, so one boundary paces every caller) and raises the app's errors, never an SDK's.
+    """
 
     def list_panels(self, *, subscriptions: Sequence[str]) -> list[Panel]:
         """Every connected cluster of these subscriptions (all pages)."""
@@ -35,6 +41,14 @@ class FleetReader(Protocol):
 
     def get_flux_state(self, *, panel: Panel, configuration: str) -> FluxState | None:
         """The panel's Flux configuration of that name, or None when the panel has none."""
+        ...
+
+
+class PanelDirectory(Protocol):
+    """The fleet the app operates on: every panel of the configured subscriptions."""
+
+    def panels(self) -> list[Panel]:
+        """Every panel now (`MissingSetting` when no subscription is configured)."""
         ...
 
 
@@ -223,6 +237,17 @@ class WorkQueue(Protocol):
     def send(self, *, queue: str, message: Mapping[str, Any], delay_s: float = 0.0) -> None:
         """Enqueue a JSON message, invisible for `delay_s`. Messages never carry a secret."""
         ...
+
+
+class Notifier(Protocol):
+    """Where people hear about what needs them: a Teams/Slack incoming webhook, or nowhere.
+
+    Credential expiry warnings, halted rollouts and image checks that will not roll out all go through
+    the one notifier the composition root builds (`shared.adapters.notifier`). `level` is "warning" or
+    "error"; `facts` are short name/value pairs. Never a secret in any of them.
+    """
+
+    def notify(self, *, title: str, text: str, level: str, facts: dict[str, str]) -> None: ...
 
 
 class Clock(Protocol):

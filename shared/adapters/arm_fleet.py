@@ -1,10 +1,15 @@
-"""ARM adapter of the fleet ports: connectedClusters and fluxConfigurations through the Azure SDKs.
+"""The app's one ARM boundary: connectedClusters, fluxConfigurations and extensions through the Azure SDKs.
 
 Why it looks like this:
+- ARM's budget (reads 250 / 25 per s, writes and deletes 200 / 10 per s) belongs to the subscription and
+  the identity, not to a caller, so every ARM request of the app goes through this one adapter: it owns
+  the ARM SDK clients, and each of them carries `ArmGate`, a per-retry pipeline policy that takes a token
+  from the shared pacer before *every* HTTP request (each page of a list, each retry azure-core makes, each
+  LRO poll) and tells the pacer what ARM's bucket still holds (`x-ms-ratelimit-remaining-subscription-*`)
+  and about every 429 with its `Retry-After` — as kopf's single API request loop owns backoff for every
+  call. The fleet-change engine, the inventory, image follow-ups, workload-identity readiness and deep
+  health all read through it; none of them can reach ARM another way.
 - Only this module (and the other adapters) touch the SDKs, lazily; services see `Panel`/`FluxState`.
-- Every ARM response passes a `raw_response_hook` that tells the pacer what ARM's bucket still holds
-  (`x-ms-ratelimit-remaining-subscription-*`) and about every 429 with its `Retry-After` — including
-  the ones azure-core's retry policy retries on its own, and the LRO status polls (which are reads).
 - Writes are PATCHes (`begin_update`), never PUTs: a PUT resets every field it does not name. The
   LRO is not polled here (`polling=False`): the engine follows it through `provisioningState`.
 - The time ARM accepted a write is taken from ARM's own clock (the resource's
@@ -22,19 +27,35 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, NotRequired, TypedDict, cast
+from urllib.parse import urlsplit
 
 from azure.core.exceptions import AzureError
+from azure.core.pipeline.policies import SansIOHTTPPolicy
 
+from shared.adapters.clients import ArmClientKind, AzureClients
 from shared.errors import (
     FluxfleetError,
     NotFound,
     from_azure_error,
 )
-from shared.models import ClusterId, FluxState, ObjectStatus, Panel, SubscriptionId, parse_cluster_id
-from shared.ports import AcceptedWrite, RateKind, RateObserver
+from shared.models import (
+    ClusterId,
+    FluxState,
+    ObjectStatus,
+    Panel,
+    SubscriptionId,
+    cluster_key,
+    parse_cluster_id,
+)
+from shared.ports import AcceptedWrite, Pacer, RateKind, RateObserver
+from shared.timestamps import parse_time
 
 if TYPE_CHECKING:
-    from azure.core.pipeline import PipelineResponse
+    from azure.core.pipeline import PipelineRequest, PipelineResponse
+    from azure.mgmt.hybridkubernetes import ConnectedKubernetesClient
+    from azure.mgmt.kubernetesconfiguration.fluxconfigurations import (
+        KubernetesConfigurationFluxConfigurationsMgmtClient,
+    )
 
 log = logging.getLogger("fluxfleet.arm")
 
@@ -102,18 +123,6 @@ class FluxConfigurationWire(TypedDict, total=False):
     properties: FluxPropertiesWire
 
 
-def parse_time(value: object) -> datetime | None:
-    """ARM's ISO-8601 timestamps (with `Z` or an offset) → aware UTC datetime; None for empty."""
-    if not isinstance(value, str) or not value.strip():
-        return None
-    text = value.strip().replace("Z", "+00:00")
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC)
-
-
 def http_date(value: str | None) -> datetime | None:
     if not value:
         return None
@@ -173,7 +182,7 @@ def flux_state_from_wire(raw: FluxConfigurationWire, *, observed_at: datetime | 
     )
 
 
-# --- counters (benchmarks, logs) ---------------------------------------------------------------------
+# --- the gate every ARM request passes -------------------------------------------------------------------
 @dataclass
 class ArmCallStats:
     """What this process sent to ARM and how often ARM said 429 (every attempt, retries included)."""
@@ -187,24 +196,120 @@ class ArmCallStats:
         return dict(self.__dict__)
 
 
-class ArmFleet:
-    """`FleetReader` and `FluxWriter` over the ARM SDK clients of `shared.adapters.clients`."""
+def rate_kind(method: str) -> RateKind:
+    """ARM's operation type of a request: its buckets are per type (request-limits-and-throttling.md)."""
+    upper = method.upper()
+    if upper in ("GET", "HEAD"):
+        return "reads"
+    return "deletes" if upper == "DELETE" else "writes"
 
-    def __init__(self, clients: Any, *, observer: RateObserver | None = None) -> None:
-        self._clients = clients
+
+def subscription_in(url: str) -> str | None:
+    """The subscription an ARM request URL is scoped to (`/subscriptions/{id}/...`)."""
+    parts = [part for part in urlsplit(url).path.split("/") if part]
+    if len(parts) >= 2 and parts[0].lower() == "subscriptions":
+        return parts[1]
+    return None
+
+
+class ArmGate(SansIOHTTPPolicy[Any, Any]):
+    """A per-retry pipeline policy on every ARM client: pace before each request, observe each answer.
+
+    Per retry (after azure-core's `RetryPolicy`), so the retries azure-core makes on its own after a 429
+    or a 5xx take a token too and their 429s reach the pacer; `raw_request_hook` would run once per call.
+    """
+
+    def __init__(self, *, pacer: Pacer | None, observer: RateObserver | None) -> None:
+        self._pacer = pacer
         self._observer = observer
         self._stats_lock = threading.Lock()
         self.stats = ArmCallStats()
+
+    def on_request(self, request: PipelineRequest[Any]) -> None:
+        subscription = subscription_in(request.http_request.url)
+        if self._pacer is not None and subscription is not None:
+            self._pacer.acquire(subscription=subscription, kind=rate_kind(request.http_request.method))
+
+    def on_response(self, request: PipelineRequest[Any], response: PipelineResponse[Any, Any]) -> None:
+        http = response.http_response
+        kind = rate_kind(http.request.method)
+        throttled = http.status_code == 429
+        with self._stats_lock:
+            if kind == "reads":
+                self.stats.reads += 1
+                self.stats.reads_throttled += throttled
+            else:
+                self.stats.writes += 1
+                self.stats.writes_throttled += throttled
+        subscription = subscription_in(http.request.url)
+        if self._observer is None or subscription is None:
+            return
+        headers = http.headers
+        remaining = [
+            value
+            for name in (
+                f"x-ms-ratelimit-remaining-subscription-{kind}",
+                f"x-ms-ratelimit-remaining-subscription-global-{kind}",
+            )
+            if (value := _int(headers.get(name))) is not None
+        ]
+        self._observer.observe(
+            subscription=subscription,
+            kind=kind,
+            remaining=min(remaining) if remaining else None,
+            retry_after_s=_float(headers.get("Retry-After")) if throttled else None,
+            throttled=throttled,
+        )
+
+
+class ArmFleet:
+    """`FleetReader` and `FluxWriter` (and the other ARM reads the app makes), behind one `ArmGate`.
+
+    Built once per worker by the composition root with the shared pacer as both `pacer` and
+    `observer`; its SDK clients are built on first use per subscription (`shared.adapters.clients`).
+    """
+
+    def __init__(
+        self, clients: AzureClients, *, pacer: Pacer | None = None, observer: RateObserver | None = None
+    ) -> None:
+        self._clients = clients
+        self._gate = ArmGate(pacer=pacer, observer=observer)
+        self._sdk: dict[tuple[str, str], Any] = {}
+        self._sdk_lock = threading.Lock()
+
+    @property
+    def stats(self) -> ArmCallStats:
+        return self._gate.stats
+
+    # --- the SDK clients, each with the gate ----------------------------------------------------------
+    def _client(self, kind: ArmClientKind, subscription: str) -> Any:
+        with self._sdk_lock:
+            client = self._sdk.get((kind, subscription))
+            if client is None:
+                client = self._sdk[(kind, subscription)] = self._clients.arm_client(
+                    kind, subscription, per_retry_policies=[self._gate]
+                )
+            return client
+
+    def _clusters(self, subscription: str) -> ConnectedKubernetesClient:
+        client: ConnectedKubernetesClient = self._client("connected_clusters", subscription)
+        return client
+
+    def _flux(self, subscription: str) -> KubernetesConfigurationFluxConfigurationsMgmtClient:
+        client: KubernetesConfigurationFluxConfigurationsMgmtClient = self._client(
+            "flux_configurations", subscription
+        )
+        return client
+
+    def _extensions(self, subscription: str) -> Any:
+        return self._client("extensions", subscription)
 
     # --- FleetReader ----------------------------------------------------------------------------
     def list_panels(self, *, subscriptions: Sequence[str]) -> list[Panel]:
         panels: list[Panel] = []
         for subscription in subscriptions:
-            client = self._clients.connected_clusters(subscription)
             try:
-                for item in client.connected_cluster.list_by_subscription(
-                    raw_response_hook=self._hook(subscription)
-                ):
+                for item in self._clusters(subscription).connected_cluster.list_by_subscription():
                     panels.append(panel_from_wire(cast(ConnectedClusterWire, item.as_dict())))
             except (AzureError, OSError) as exc:
                 raise _mapped(exc, what=f"list connected clusters of subscription {subscription}") from exc
@@ -212,24 +317,22 @@ class ArmFleet:
 
     def get_panel(self, *, panel_id: ClusterId) -> Panel:
         subscription, group, name = parse_cluster_id(panel_id)
-        client = self._clients.connected_clusters(subscription)
         try:
-            item = client.connected_cluster.get(group, name, raw_response_hook=self._hook(subscription))
+            item = self._clusters(subscription).connected_cluster.get(group, name)
         except (AzureError, OSError) as exc:
             raise _mapped(exc, what=f"GET connected cluster {name}") from exc
         return panel_from_wire(cast(ConnectedClusterWire, item.as_dict()))
 
     def get_flux_state(self, *, panel: Panel, configuration: str) -> FluxState | None:
-        client = self._clients.flux_configurations(panel.subscription)
         responses: list[Any] = []
         try:
-            item = client.flux_configurations.get(
+            item = self._flux(panel.subscription).flux_configurations.get(
                 panel.resource_group,
                 ARC_CLUSTER_RP,
                 ARC_CLUSTER_RESOURCE,
                 panel.name,
                 configuration,
-                raw_response_hook=self._hook(panel.subscription, sink=responses),
+                raw_response_hook=_sink(responses),
             )
         except (AzureError, OSError) as exc:
             mapped = _mapped(exc, what=f"GET flux configuration {configuration} of {panel.name}")
@@ -241,13 +344,12 @@ class ArmFleet:
 
     # --- FluxWriter -----------------------------------------------------------------------------------
     def begin_patch(self, *, panel: Panel, configuration: str, patch: Mapping[str, Any]) -> AcceptedWrite:
-        client = self._clients.flux_configurations(panel.subscription)
         responses: list[Any] = []
         what = f"PATCH flux configuration {configuration} of {panel.name}"
         try:
             # polling=False: ARM's answer to the PATCH is what this returns; the LRO is followed through
             # the resource's provisioningState at verify time (polls would spend the read budget).
-            client.flux_configurations.begin_update(
+            self._flux(panel.subscription).flux_configurations.begin_update(
                 panel.resource_group,
                 ARC_CLUSTER_RP,
                 ARC_CLUSTER_RESOURCE,
@@ -255,7 +357,7 @@ class ArmFleet:
                 configuration,
                 {"properties": dict(patch)},
                 polling=False,
-                raw_response_hook=self._hook(panel.subscription, sink=responses),
+                raw_response_hook=_sink(responses),
             )
         except (AzureError, OSError) as exc:
             raise _mapped(exc, what=what) from exc
@@ -267,44 +369,56 @@ class ArmFleet:
             accepted_at=_accepted_at(accepted), changed=accepted is None or accepted.status_code != 200
         )
 
-    # --- response hook ----------------------------------------------------------------------------------
-    def _hook(
-        self, subscription: str, *, sink: list[Any] | None = None
-    ) -> Callable[[PipelineResponse[Any, Any]], None]:
-        def hook(pipeline_response: PipelineResponse[Any, Any]) -> None:
-            response = pipeline_response.http_response
-            method = response.request.method.upper()
-            kind: RateKind = "reads" if method in ("GET", "HEAD") else "writes"
-            throttled = response.status_code == 429
-            with self._stats_lock:
-                if kind == "reads":
-                    self.stats.reads += 1
-                    self.stats.reads_throttled += throttled
-                else:
-                    self.stats.writes += 1
-                    self.stats.writes_throttled += throttled
-            if sink is not None:
-                sink.append(response)
-            if self._observer is None:
-                return
-            headers = response.headers
-            remaining = [
-                value
-                for name in (
-                    f"x-ms-ratelimit-remaining-subscription-{kind}",
-                    f"x-ms-ratelimit-remaining-subscription-global-{kind}",
+    # --- what else the app reads from ARM ---------------------------------------------------------
+    def list_security_profiles(self, *, subscription: str) -> dict[str, tuple[bool, bool]]:
+        """Per panel key: (workload identity on, OIDC issuer on), from one connectedClusters list."""
+        found: dict[str, tuple[bool, bool]] = {}
+        try:
+            for cluster in self._clusters(subscription).connected_cluster.list_by_subscription():
+                resource_group = str(cluster.id).split("/")[4]
+                security = getattr(cluster, "security_profile", None)
+                workload = getattr(security, "workload_identity", None) if security else None
+                oidc = getattr(cluster, "oidc_issuer_profile", None)
+                found[cluster_key(subscription, resource_group, str(cluster.name))] = (
+                    bool(getattr(workload, "enabled", False)),
+                    bool(getattr(oidc, "enabled", False)),
                 )
-                if (value := _int(headers.get(name))) is not None
-            ]
-            self._observer.observe(
-                subscription=subscription,
-                kind=kind,
-                remaining=min(remaining) if remaining else None,
-                retry_after_s=_float(headers.get("Retry-After")) if throttled else None,
-                throttled=throttled,
-            )
+        except (AzureError, OSError) as exc:
+            raise _mapped(exc, what=f"list connected clusters of {subscription}") from exc
+        return found
 
-        return hook
+    def get_extension_version(self, *, panel: Panel, extension_type: str) -> str | None:
+        """The version of the panel's extension of that type (e.g. `microsoft.flux`), None when absent."""
+        client = self._extensions(panel.subscription).extensions
+        try:
+            for extension in client.list(
+                panel.resource_group, ARC_CLUSTER_RP, ARC_CLUSTER_RESOURCE, panel.name
+            ):
+                if str(getattr(extension, "extension_type", "") or "").lower() == extension_type:
+                    return str(
+                        getattr(extension, "current_version", None)
+                        or getattr(extension, "version", None)
+                        or ""
+                    )
+        except (AzureError, OSError) as exc:
+            raise _mapped(exc, what=f"list extensions of {panel.name}") from exc
+        return None
+
+    def probe(self, *, subscription: str) -> None:
+        """One paced ARM read that proves ARM answers this identity (deep health)."""
+        try:
+            next(iter(self._clusters(subscription).connected_cluster.list_by_subscription()), None)
+        except (AzureError, OSError) as exc:
+            raise _mapped(exc, what=f"list connected clusters of subscription {subscription}") from exc
+
+
+def _sink(responses: list[Any]) -> Callable[[PipelineResponse[Any, Any]], None]:
+    """A per-call response hook that keeps the raw responses (ARM's `Date`, the accepted PATCH)."""
+
+    def hook(pipeline_response: PipelineResponse[Any, Any]) -> None:
+        responses.append(pipeline_response.http_response)
+
+    return hook
 
 
 def _accepted_at(response: Any) -> datetime:

@@ -9,9 +9,8 @@ Tests replace the whole `AzureClients` through one fixture, never by patching im
 from __future__ import annotations
 
 import logging
-import threading
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from shared.config import Settings
 
@@ -20,18 +19,18 @@ if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
     from azure.data.tables import TableServiceClient
     from azure.keyvault.secrets import SecretClient
-    from azure.mgmt.hybridkubernetes import ConnectedKubernetesClient
-    from azure.mgmt.kubernetesconfiguration.fluxconfigurations import (
-        KubernetesConfigurationFluxConfigurationsMgmtClient,
-    )
     from azure.storage.queue import QueueServiceClient
+
+# The ARM management clients the app uses; `AzureClients.arm_client` builds them for the ARM boundary.
+ArmClientKind = Literal["connected_clusters", "flux_configurations", "extensions"]
 
 # The SDKs log every request at INFO; fluxfleet's own logs carry what matters.
 for _name in ("azure", "azure.core.pipeline.policies.http_logging_policy", "azure.identity", "msal"):
     logging.getLogger(_name).setLevel(logging.WARNING)
 
 # azure-core retries 429/5xx honouring Retry-After; a bounded count keeps one panel from holding a
-# batch for minutes. Pacing (shared.services.pacing) is what keeps 429s rare in the first place.
+# batch for minutes. Pacing (shared.services.fleet.pacing, applied by shared.adapters.arm_fleet) is what
+# keeps 429s rare in the first place.
 ARM_RETRY: dict[str, Any] = {"retry_total": 6, "retry_backoff_factor": 0.5, "retry_backoff_max": 30}
 # Connection and read timeouts (seconds) for every client: a hung call must not eat a function's time.
 TIMEOUTS: dict[str, Any] = {"connection_timeout": 10, "read_timeout": 60}
@@ -41,8 +40,6 @@ class AzureClients:
     def __init__(self, settings: Settings, *, credential: TokenCredential | None = None) -> None:
         self.settings = settings
         self._credential = credential
-        self._lock = threading.Lock()
-        self._per_subscription: dict[tuple[str, str], Any] = {}
 
     @cached_property
     def credential(self) -> TokenCredential:
@@ -55,54 +52,31 @@ class AzureClients:
             exclude_interactive_browser_credential=True, exclude_visual_studio_code_credential=True
         )
 
-    def _cached(self, kind: str, subscription_id: str, build: Any) -> Any:
-        key = (kind, subscription_id)
-        with self._lock:
-            client = self._per_subscription.get(key)
-            if client is None:
-                client = self._per_subscription[key] = build()
-        return client
+    def arm_client(self, kind: ArmClientKind, subscription_id: str, *, per_retry_policies: list[Any]) -> Any:
+        """A new ARM management client for one subscription. Only the ARM boundary
+        (`shared.adapters.arm_fleet.ArmFleet`) calls this, once per kind and subscription, handing in the
+        policy that paces and observes every request."""
+        options: dict[str, Any] = {
+            "base_url": self.settings.arm_endpoint,
+            "per_retry_policies": per_retry_policies,
+            **ARM_RETRY,
+            **TIMEOUTS,
+        }
+        if kind == "connected_clusters":
+            from azure.mgmt.hybridkubernetes import ConnectedKubernetesClient
 
-    def flux_configurations(
-        self, subscription_id: str
-    ) -> KubernetesConfigurationFluxConfigurationsMgmtClient:
-        from azure.mgmt.kubernetesconfiguration.fluxconfigurations import (
-            KubernetesConfigurationFluxConfigurationsMgmtClient,
-        )
+            return ConnectedKubernetesClient(self.credential, subscription_id, **options)
+        if kind == "flux_configurations":
+            from azure.mgmt.kubernetesconfiguration.fluxconfigurations import (
+                KubernetesConfigurationFluxConfigurationsMgmtClient,
+            )
 
-        client: KubernetesConfigurationFluxConfigurationsMgmtClient = self._cached(
-            "flux",
-            subscription_id,
-            lambda: KubernetesConfigurationFluxConfigurationsMgmtClient(
-                self.credential, subscription_id, base_url=self.settings.arm_endpoint, **ARM_RETRY, **TIMEOUTS
-            ),
-        )
-        return client
+            return KubernetesConfigurationFluxConfigurationsMgmtClient(
+                self.credential, subscription_id, **options
+            )
+        from azure.mgmt.kubernetesconfiguration.extensions import KubernetesConfigurationExtensionsMgmtClient
 
-    def connected_clusters(self, subscription_id: str) -> ConnectedKubernetesClient:
-        from azure.mgmt.hybridkubernetes import ConnectedKubernetesClient
-
-        client: ConnectedKubernetesClient = self._cached(
-            "arc",
-            subscription_id,
-            lambda: ConnectedKubernetesClient(
-                self.credential, subscription_id, base_url=self.settings.arm_endpoint, **ARM_RETRY, **TIMEOUTS
-            ),
-        )
-        return client
-
-    def extensions(self, subscription_id: str) -> Any:
-        from azure.mgmt.kubernetesconfiguration.extensions import (
-            KubernetesConfigurationExtensionsMgmtClient,
-        )
-
-        return self._cached(
-            "ext",
-            subscription_id,
-            lambda: KubernetesConfigurationExtensionsMgmtClient(
-                self.credential, subscription_id, base_url=self.settings.arm_endpoint, **ARM_RETRY, **TIMEOUTS
-            ),
-        )
+        return KubernetesConfigurationExtensionsMgmtClient(self.credential, subscription_id, **options)
 
     @cached_property
     def secrets(self) -> SecretClient:

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from shared.adapters.tables import Tables
 from shared.errors import from_azure_error
-from shared.services.credentials.model import (
+from shared.models.credentials import (
     CheckOutcome,
     ExpiryWarning,
     PanelCredential,
@@ -32,6 +32,7 @@ from shared.services.credentials.model import (
     PreflightReport,
     SecretVersionId,
 )
+from shared.timestamps import format_time, parse_time
 
 if TYPE_CHECKING:
     from azure.data.tables import TableClient, TableServiceClient
@@ -66,7 +67,7 @@ class TableCredentialLedger:
                 "panelName": record.panel_name,
                 "version": record.version or "",
                 "state": record.state.value,
-                "updatedAt": record.updated_at.isoformat(),
+                "updatedAt": format_time(record.updated_at),
                 "previousVersion": record.previous_version or "",
                 "detail": record.detail[:1000],
             }
@@ -80,7 +81,7 @@ class TableCredentialLedger:
                 "RowKey": report.version,
                 "passed": report.passed,
                 "retryable": report.retryable,
-                "checkedAt": report.checked_at.isoformat(),
+                "checkedAt": format_time(report.checked_at),
                 "checks": json.dumps(
                     [{"name": c.name, "outcome": c.outcome.value, "detail": c.detail} for c in report.checks]
                 ),
@@ -98,7 +99,7 @@ class TableCredentialLedger:
         return PreflightReport(
             secret=secret,
             version=version,
-            checked_at=datetime.fromisoformat(str(row["checkedAt"])),
+            checked_at=_stored_time(row["checkedAt"]),
             checks=checks,
             retryable=bool(row.get("retryable")),
         )
@@ -114,7 +115,7 @@ class TableCredentialLedger:
             "thresholdDays": warning.threshold_days,
             "level": warning.level.value,
             "daysLeft": round(warning.days_left, 3),
-            "sentAt": at.isoformat(),
+            "sentAt": format_time(at),
         }
         try:
             self._client().create_entity(entity)
@@ -204,7 +205,14 @@ def _panel(row: dict[str, Any]) -> PanelCredential:
         panel_name=str(row.get("panelName") or ""),
         version=SecretVersionId(str(row["version"])) if row.get("version") else None,
         state=PanelCredentialState(str(row.get("state"))),
-        updated_at=datetime.fromisoformat(str(row["updatedAt"])),
+        updated_at=_stored_time(row["updatedAt"]),
         previous_version=SecretVersionId(str(row["previousVersion"])) if row.get("previousVersion") else None,
         detail=str(row.get("detail") or ""),
     )
+
+
+def _stored_time(value: object) -> datetime:
+    moment = parse_time(value)
+    if moment is None:
+        raise ValueError(f"stored timestamp unreadable: {str(value)[:40]!r}")
+    return moment

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit, urlunsplit
 import requests
 
 from shared.errors import safe_text
-from shared.services.credentials.model import ProbeResult, ProbeVerdict
+from shared.models.credentials import ProbeResult, ProbeVerdict
 
 log = logging.getLogger("fluxfleet.adapters.git_probe")
 

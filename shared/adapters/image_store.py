@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 from shared.adapters.tables import Tables
 from shared.errors import Conflict, TransientError, from_azure_error
-from shared.services.images.model import CheckId, CheckRecord, image_key, split_check_id
-from shared.services.images.ports import FOLLOW_UP_QUEUE, FollowUpMessage, StoredCheck
+from shared.models.images import CheckId, CheckRecord, FollowUpMessage, StoredCheck, image_key, split_check_id
+from shared.queues import IMAGE_FOLLOW_UP_QUEUE
 
 if TYPE_CHECKING:
     from azure.data.tables import TableClient, TableServiceClient
@@ -157,7 +157,7 @@ class TableCheckStore:
 class QueueFollowUps:
     """A `FollowUpQueue` over Azure Queue storage."""
 
-    def __init__(self, *, service: QueueServiceClient, queue: str = FOLLOW_UP_QUEUE) -> None:
+    def __init__(self, *, service: QueueServiceClient, queue: str = IMAGE_FOLLOW_UP_QUEUE) -> None:
         self._service = service
         self._queue_name = queue
         self._queue: QueueClient | None = None

@@ -18,7 +18,7 @@ from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
 
 from shared.errors import from_azure_error
-from shared.services.credentials.model import SecretVersionId, SecretVersionInfo, SecretVersions
+from shared.models.credentials import SecretVersionId, SecretVersionInfo, SecretVersions
 
 if TYPE_CHECKING:
     from azure.keyvault.secrets import SecretClient, SecretProperties

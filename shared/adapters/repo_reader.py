@@ -29,8 +29,7 @@ from shared.errors import (
     Unauthorized,
     safe_text,
 )
-from shared.services.images.model import CommitId
-from shared.services.images.ports import RepoFile
+from shared.models.images import CommitId, RepoFile
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential

@@ -1,1 +1,1 @@
-"""The logic of each capability, over small ports; built per worker by `from_runtime`."""
+"""The logic of each capability, over small ports; built once per worker by `shared.container`."""

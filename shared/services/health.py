@@ -2,7 +2,9 @@
 
 The shallow answer costs nothing (no I/O) so probes can call it often; `deep=True` calls each
 configured dependency once, concurrently and with a time limit, and reports how each answered.
-Nothing in the answer is a secret: settings are reported as configured or not, never by value.
+Nothing in the answer is a secret: settings are reported as configured or not, never by value. The
+probes are given by the composition root (`shared.container`), each through the adapter that owns
+its dependency (ARM's through the paced ARM boundary).
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from shared.errors import safe_text
 # A dependency slower than this is as good as down for a health probe.
 PROBE_TIMEOUT_S = 10.0
 
-Probe = Callable[[], None]
+# A probe calls its dependency once and raises when it does not answer; what it returns is ignored.
+Probe = Callable[[], object]
 
 
 @dataclass(frozen=True)
@@ -65,27 +68,3 @@ def run_probes(probes: dict[str, Probe], *, timeout_s: float) -> dict[str, dict[
             results[name] = {"status": "ok", "ms": round(future.result(), 1)}
     pool.shutdown(wait=False, cancel_futures=True)
     return results
-
-
-def from_runtime(runtime: Any) -> HealthService:
-    settings: Settings = runtime.settings
-    clients = runtime.clients
-    probes: dict[str, Probe] = {}
-    if settings.subscription_ids:
-        subscription = settings.subscription_ids[0]
-
-        def arm() -> None:
-            next(
-                iter(clients.connected_clusters(subscription).connected_cluster.list_by_subscription()), None
-            )
-
-        probes["arm"] = arm
-    if settings.storage_connection:
-        probes["storage"] = lambda: next(iter(clients.tables.list_tables(results_per_page=1)), None)
-    if settings.keyvault_url:
-        probes["keyvault"] = lambda: next(
-            iter(clients.secrets.list_properties_of_secret_versions(settings.pat_secret_name)), None
-        )
-    if settings.acr_endpoint:
-        probes["acr"] = lambda: next(iter(clients.registry.list_repository_names(results_per_page=1)), None)
-    return HealthService(settings=settings, probes=probes)

@@ -16,7 +16,7 @@ from shared.adapters.clients import AzureClients
 from shared.adapters.image_store import QueueFollowUps, TableCheckStore
 from shared.config import Settings
 from shared.errors import Conflict
-from shared.services.images.model import (
+from shared.models.images import (
     CheckRecord,
     CommitId,
     FollowUp,

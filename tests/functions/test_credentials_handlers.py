@@ -10,17 +10,16 @@ from typing import Any
 import azure.functions as func
 import pytest
 
-from shared.adapters.clients import AzureClients
 from shared.config import Settings
+from shared.container import Container, set_container
 from shared.errors import TransientError
-from shared.runtime import Runtime, set_runtime
-from shared.services.credentials.composition import SERVICE_NAME
+from shared.models.credentials import WorkloadIdentityFacts
 from shared.services.credentials.service import CredentialService, CredentialSettings
-from shared.services.credentials.workload_identity import WorkloadIdentityFacts
 from tests.unit.credentials.fakes import (
     BAD_PAT,
     GOOD_PAT,
     NOW,
+    FakeDirectory,
     FakeEngine,
     FakeProbe,
     FakeReadiness,
@@ -57,18 +56,18 @@ class World:
             ledger=self.ledger,
             notifier=self.notifier,
             engine=self.engine,
+            directory=FakeDirectory(self.engine.panels),
             readiness=FakeReadiness({"p1": WorkloadIdentityFacts("1.16.3", True, True)}),
         )
-        self.runtime = Runtime(settings=self.settings, clients=AzureClients(self.settings))
-        self.runtime.services[SERVICE_NAME] = self.service
+        self.container = Container(self.settings, credentials=self.service)
 
 
 @pytest.fixture
 def world(request: pytest.FixtureRequest) -> Iterator[World]:
     built = World(**getattr(request, "param", {}))
-    set_runtime(built.runtime)
+    set_container(built.container)
     yield built
-    set_runtime(None)
+    set_container(None)
 
 
 def call(
@@ -108,7 +107,8 @@ def test_a_rollout_request_answers_202_with_the_operation_and_never_the_pat(worl
     body = body_of(response)
     assert body["operationId"] == "op-1"
     assert body["version"] == "v2"
-    assert response.headers["Location"] == "/api/operations/op-1"
+    # Absolute, like every 202 of the app: a pipeline polls it as it is.
+    assert response.headers["Location"] == body["statusUrl"] == "http://localhost/api/operations/op-1"
     assert body["preflight"]["passed"] is True
     assert GOOD_PAT not in response.get_body().decode()
     assert world.engine.started[0]["requested_by"].startswith("function-key:")
@@ -312,3 +312,27 @@ def test_the_scheduled_check_rolls_out_to_unproven_panels(world: World) -> None:
     credentials_scheduled_check.build().get_user_function()(TimerRequest(past_due=False))
     assert [p.name for p in world.engine.started[0]["panels"]] == ["p1", "p2"]
     assert world.engine.started[0]["requested_by"] == "scheduled-check"
+
+
+# --- one intake for every route (issue 12: findings 2 and 4) ------------------------------------------
+KEY_ID = "function-key:" + __import__("hashlib").sha256(FUNCTION_KEY.encode()).hexdigest()[:12]
+
+
+@pytest.mark.parametrize("world", [{"allowed": KEY_ID.upper()}], indirect=True)
+def test_the_allow_list_matches_principals_case_insensitively_as_fleet_routes_do(world: World) -> None:
+    assert rollout({"reason": "rotate"}).status_code == 202
+
+
+@pytest.mark.parametrize("world", [{"allowed": "release-pipeline@contoso.example"}], indirect=True)
+def test_an_unauthorised_caller_is_refused_before_its_body_is_looked_at(world: World) -> None:
+    response = rollout({"reason": "", "colour": "red"})
+    assert response.status_code == 403
+    assert "colour" not in response.get_body().decode()
+
+
+@pytest.mark.parametrize("key", [" " * 5000, "x" * 201, "line\nbreak"], ids=["spaces", "too-long", "newline"])
+def test_a_bad_idempotency_key_is_a_400_naming_it_as_on_fleet_routes(world: World, key: str) -> None:
+    response = rollout({"reason": "rotate"}, headers={"Idempotency-Key": key})
+    assert response.status_code == 400
+    assert body_of(response)["field"] == "Idempotency-Key"
+    assert world.engine.started == []

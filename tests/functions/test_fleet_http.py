@@ -9,10 +9,10 @@ from typing import Any
 import azure.functions as func
 import pytest
 
-from shared.adapters.clients import AzureClients
 from shared.config import Settings
-from shared.runtime import Runtime, set_runtime
-from shared.services.fleet_ops import FleetOps
+from shared.container import Container, set_container
+from shared.services.fleet.inventory import FleetInventory
+from shared.services.fleet.service import FleetService
 from tests.unit.fleet.fakes import SUB_A, SUB_B, World, make_panel, make_world
 
 KEY = "the-function-key"
@@ -24,15 +24,16 @@ def world() -> Iterator[World]:
     built = make_world(panels)
     install(built, {})
     yield built
-    set_runtime(None)
+    set_container(None)
 
 
 def install(world: World, extra: dict[str, str]) -> None:
     settings = Settings.from_env({"FLUXFLEET_SUBSCRIPTION_IDS": f"{SUB_A},{SUB_B}", **extra})
-    runtime = Runtime(settings=settings, clients=AzureClients(settings))
-    runtime.services["fleet_changes"] = world.engine
-    runtime.services["fleet_ops"] = FleetOps(engine=world.engine, settings=settings)
-    set_runtime(runtime)
+    inventory = FleetInventory(
+        reader=world.arm, subscriptions=settings.subscription_ids, configuration=settings.flux_configuration
+    )
+    fleet = FleetService(engine=world.engine, inventory=inventory)
+    set_container(Container(settings, engine=world.engine, fleet=fleet))
 
 
 def call(

@@ -8,14 +8,13 @@ from collections.abc import Iterator
 import azure.functions as func
 import pytest
 
-from shared.adapters.clients import AzureClients
 from shared.config import Settings
-from shared.runtime import Runtime, set_runtime
+from shared.container import Container, set_container
 from shared.services.health import HealthService
 
 
 @pytest.fixture
-def runtime_with(request: pytest.FixtureRequest) -> Iterator[Runtime]:
+def runtime_with(request: pytest.FixtureRequest) -> Iterator[Container]:
     settings = Settings.from_env(
         {
             "FLUXFLEET_SUBSCRIPTION_IDS": "sub-1",
@@ -23,11 +22,10 @@ def runtime_with(request: pytest.FixtureRequest) -> Iterator[Runtime]:
             "FLUXFLEET_KEYVAULT_URL": "https://kv.vault.azure.net",
         }
     )
-    runtime = Runtime(settings=settings, clients=AzureClients(settings))
-    runtime.services["health"] = HealthService(settings=settings, probes=request.param)
-    set_runtime(runtime)
-    yield runtime
-    set_runtime(None)
+    container = Container(settings, health=HealthService(settings=settings, probes=request.param))
+    set_container(container)
+    yield container
+    set_container(None)
 
 
 def call_health(query: str = "") -> func.HttpResponse:
@@ -43,7 +41,7 @@ def broken() -> None:
 
 
 @pytest.mark.parametrize("runtime_with", [{}], indirect=True)
-def test_shallow_health_names_configured_capabilities_without_values(runtime_with: Runtime) -> None:
+def test_shallow_health_names_configured_capabilities_without_values(runtime_with: Container) -> None:
     response = call_health()
     body = json.loads(response.get_body())
     assert response.status_code == 200
@@ -53,7 +51,7 @@ def test_shallow_health_names_configured_capabilities_without_values(runtime_wit
 
 
 @pytest.mark.parametrize("runtime_with", [{"arm": lambda: None, "storage": broken}], indirect=True)
-def test_deep_health_reports_each_dependency_and_degrades_on_failure(runtime_with: Runtime) -> None:
+def test_deep_health_reports_each_dependency_and_degrades_on_failure(runtime_with: Container) -> None:
     response = call_health("deep=true")
     body = json.loads(response.get_body())
     assert response.status_code == 503

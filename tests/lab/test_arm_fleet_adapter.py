@@ -155,6 +155,55 @@ def test_a_permanent_arm_error_is_mapped(lab_clean: LabHandle, arm: tuple[ArmFle
         fleet.begin_patch(panel=panel, configuration=CONFIG, patch={"suspend": True})
 
 
+class CountingPacer:
+    """Counts the tokens taken (pacing itself is tested in tests/unit/fleet/test_pacing.py)."""
+
+    def __init__(self) -> None:
+        self.acquired: list[tuple[str, str]] = []
+
+    def acquire(self, *, subscription: str, kind: str) -> float:
+        self.acquired.append((subscription.lower(), kind))
+        return 0.0
+
+
+def test_every_arm_request_takes_a_token_of_its_subscription_and_kind_first(
+    lab_clean: LabHandle, clients: AzureClients
+) -> None:
+    """The ARM boundary paces every HTTP request it sends — each page of a list, each read, each write,
+    and the retries azure-core makes on its own — whoever asks (engine, inventory, images, health)."""
+    pacer = CountingPacer()
+    fleet = ArmFleet(clients, pacer=pacer)
+    subscriptions = Settings.from_env(lab_clean.env).subscription_ids
+    since = max(
+        (e["seq"] for e in lab_clean.control("GET", "/_lab/requests?service=arm")["requests"]), default=0
+    )
+    panels = fleet.list_panels(subscriptions=subscriptions)
+    by_subscription = {sub: next(p for p in panels if p.subscription == sub) for sub in subscriptions}
+    for panel in by_subscription.values():
+        assert fleet.get_flux_state(panel=panel, configuration=CONFIG) is not None
+    lab_clean.control(
+        "POST",
+        "/_lab/faults",
+        {
+            "route": "^PATCH .*/fluxConfigurations/",
+            "status": 503,
+            "count": 1,
+            "retry_after": 1,
+            "service": "arm",
+        },
+    )
+    for panel in by_subscription.values():
+        fleet.begin_patch(panel=panel, configuration=CONFIG, patch={"suspend": True})
+    fleet.probe(subscription=subscriptions[0])
+    sent = lab_clean.control("GET", f"/_lab/requests?service=arm&since={since}")["requests"]
+    assert len(pacer.acquired) == len(sent)
+    writes = [a for a in pacer.acquired if a[1] == "writes"]
+    # Two PATCHes, one of them retried by azure-core after the injected 503: three writes, three tokens.
+    assert sorted(set(writes)) == sorted((sub.lower(), "writes") for sub in subscriptions)
+    assert len(writes) == 3
+    assert sum(1 for a in pacer.acquired if a[1] == "reads") >= 4
+
+
 # --- storage ----------------------------------------------------------------------------------------------
 
 

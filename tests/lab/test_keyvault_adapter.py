@@ -18,7 +18,7 @@ from shared.adapters.git_probe import HttpGitProbe
 from shared.adapters.keyvault import KeyVaultSecretStore
 from shared.errors import PermanentError
 from shared.models import cluster_key
-from shared.services.credentials.model import (
+from shared.models.credentials import (
     CheckOutcome,
     ExpiryWarning,
     PanelCredential,

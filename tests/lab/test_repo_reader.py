@@ -11,7 +11,7 @@ import pytest
 
 from shared.adapters.repo_reader import DevOpsRepoReader
 from shared.errors import NotFound, Unauthorized
-from shared.services.images.model import CommitId
+from shared.models.images import CommitId
 from shared.services.images.snapshot import RepoSnapshots
 from tests.labkit import LabHandle
 

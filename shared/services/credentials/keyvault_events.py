@@ -15,7 +15,8 @@ from enum import StrEnum
 from typing import Any
 
 from shared.errors import InvalidInput
-from shared.services.credentials.model import SecretVersionId
+from shared.models.credentials import SecretVersionId
+from shared.timestamps import parse_time
 
 
 class SecretEventKind(StrEnum):
@@ -66,6 +67,18 @@ def parse_secret_event(
         event_time=event_time.astimezone(UTC) if event_time is not None else None,
         not_before=_unix_time(fields.get("nbf"), "data.NBF"),
         expires_on=_unix_time(fields.get("exp"), "data.EXP"),
+    )
+
+
+def parse_secret_envelope(envelope: Mapping[str, Any]) -> SecretEvent | None:
+    """`parse_secret_event` over the raw envelope of either Event Grid schema (`eventType`/`eventTime`,
+    or CloudEvents' `type`/`time`)."""
+    return parse_secret_event(
+        event_id=str(envelope.get("id") or ""),
+        event_type=str(envelope.get("eventType") or envelope.get("type") or ""),
+        subject=envelope.get("subject"),
+        data=envelope.get("data"),
+        event_time=parse_time(envelope.get("eventTime") or envelope.get("time")),
     )
 
 

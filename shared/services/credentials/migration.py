@@ -20,15 +20,15 @@ from typing import Any
 
 from shared.errors import InvalidInput, PermanentError
 from shared.models import AppliedChange, Convergence, FluxState, Panel, Params, Stage
-from shared.ports import OperationRecord
-from shared.services.credentials.model import PanelCredential, PanelCredentialState
-from shared.services.credentials.ports import CredentialLedger, Notifier, WorkloadIdentityReader
+from shared.models.credentials import PanelCredential, PanelCredentialState
+from shared.ports import Notifier, OperationRecord
+from shared.services.credentials.ports import CredentialLedger, WorkloadIdentityReader
 from shared.services.credentials.proof import FetchVerdict, judge_fetch
 from shared.services.credentials.report import held_version
 from shared.services.credentials.rings import plan_rings
 from shared.services.credentials.rollout import AZURE_PROVIDER, CREDENTIAL_LOCK_GROUP, _rings, _threshold
 from shared.services.credentials.workload_identity import assess
-from shared.services.fleet_changes import BaseStrategy
+from shared.services.fleet.strategy import BaseStrategy
 
 log = logging.getLogger("fluxfleet.credentials.migration")
 

@@ -1,7 +1,8 @@
 """The ports of the credential capability: what its logic needs from the world, as small Protocols.
 
 Adapters in `shared.adapters` implement them over the Azure SDKs (Key Vault, Table storage) and plain
-HTTP (the Git probe, the webhook); unit tests implement them in memory. Only `SecretStore.read_value`
+HTTP (the Git probe); unit tests implement them in memory. The notifier is the app's one
+`shared.ports.Notifier`. Only `SecretStore.read_value`
 ever returns a secret, and only the rollout strategy calls it, at the moment it builds a patch.
 """
 
@@ -12,7 +13,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from shared.models import Panel
-from shared.services.credentials.model import (
+from shared.models.credentials import (
     ExpiryWarning,
     PanelCredential,
     PreflightReport,
@@ -20,8 +21,8 @@ from shared.services.credentials.model import (
     SecretVersionId,
     SecretVersionInfo,
     SecretVersions,
+    WorkloadIdentityFacts,
 )
-from shared.services.credentials.workload_identity import WorkloadIdentityFacts
 
 
 class SecretStore(Protocol):
@@ -47,12 +48,6 @@ class GitProbe(Protocol):
     """Does a credential authenticate to the GitOps repository (Git smart-HTTP ref discovery)?"""
 
     def probe(self, *, url: str, username: str, password: str) -> ProbeResult: ...
-
-
-class Notifier(Protocol):
-    """Where people hear about warnings and stuck rollouts (a Teams/Slack incoming webhook, or nowhere)."""
-
-    def notify(self, *, title: str, text: str, level: str, facts: dict[str, str]) -> None: ...
 
 
 class CredentialLedger(Protocol):

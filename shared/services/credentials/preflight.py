@@ -17,7 +17,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from shared.errors import PermanentError
-from shared.services.credentials.model import (
+from shared.models.credentials import (
     CheckOutcome,
     PreflightCheck,
     PreflightReport,

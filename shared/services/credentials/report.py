@@ -11,17 +11,18 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from shared.models import Panel
-from shared.services.credentials.model import (
+from shared.models.credentials import (
     PanelCredential,
     PanelCredentialState,
     SecretVersionId,
     SecretVersionInfo,
     SecretVersions,
 )
+from shared.timestamps import format_optional
 
 # Enough stragglers to act on in one response; the counts are always complete.
 MAX_STRAGGLERS_LISTED = 200
@@ -58,8 +59,8 @@ def version_doc(version: SecretVersionInfo, now: datetime) -> dict[str, Any]:
     return {
         "version": version.version,
         "enabled": version.enabled,
-        "createdOn": _iso(version.created_on),
-        "expiresOn": _iso(version.expires_on),
+        "createdOn": format_optional(version.created_on),
+        "expiresOn": format_optional(version.expires_on),
         "daysLeft": None if days is None else round(days, 2),
         "authorizationId": version.authorization_id,
     }
@@ -98,7 +99,7 @@ def build_report(
                 "version": record.version if record else None,
                 "workingVersion": held_version(record),
                 "connectivity": panel.connectivity,
-                "lastConnectivityTime": _iso(panel.last_connectivity_time),
+                "lastConnectivityTime": format_optional(panel.last_connectivity_time),
                 "ring": panel.tag("ring"),
                 "detail": record.detail if record else "no record yet: proven by the next rollout",
             }
@@ -120,7 +121,7 @@ def build_report(
             {
                 "version": v.version,
                 "authorizationId": v.authorization_id,
-                "expiresOn": _iso(v.expires_on),
+                "expiresOn": format_optional(v.expires_on),
             }
             for v in older
         ]
@@ -132,7 +133,7 @@ def build_report(
     }
     return {
         "secret": versions.name,
-        "asOf": _iso(now),
+        "asOf": format_optional(now),
         "current": {**version_doc(current, now), "warningsSent": sorted(warnings_sent)} if current else None,
         "versions": [
             {
@@ -166,7 +167,3 @@ def _key(record: PanelCredential) -> str:
         return cluster_key(*parse_cluster_id(record.panel_id))
     except ValueError:
         return record.panel_id.lower()
-
-
-def _iso(moment: datetime | None) -> str | None:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if moment is not None else None

@@ -1,6 +1,6 @@
 """Rolling a Key Vault version of the PAT out to the fleet: a `ChangeStrategy` of the fleet-change engine.
 
-The engine (shared.services.fleet_changes) does what every fleet-wide change needs — stages, pacing,
+The engine (shared.services.fleet) does what every fleet-wide change needs — stages, rings,
 queue fan-out, restart safety, offline tracking. This strategy says what is particular to a PAT:
 
 - plan: rings in order (canary → early → broad, from the `ring` tag), each needing the configured
@@ -30,17 +30,17 @@ from typing import Any
 
 from shared.errors import InvalidInput, PermanentError
 from shared.models import AppliedChange, Convergence, FluxState, Panel, Params, Stage
-from shared.ports import OperationRecord
-from shared.services.credentials.model import (
+from shared.models.credentials import (
     PanelCredential,
     PanelCredentialState,
     SecretVersionId,
     SecretVersions,
 )
-from shared.services.credentials.ports import CredentialLedger, Notifier, SecretStore
+from shared.ports import Notifier, OperationRecord
+from shared.services.credentials.ports import CredentialLedger, SecretStore
 from shared.services.credentials.proof import FetchVerdict, judge_fetch
 from shared.services.credentials.rings import plan_rings
-from shared.services.fleet_changes import BaseStrategy
+from shared.services.fleet.strategy import BaseStrategy
 
 log = logging.getLogger("fluxfleet.credentials.rollout")
 

@@ -23,35 +23,36 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 from shared.errors import Conflict, InvalidInput, PermanentError, TransientError, Unprocessable
 from shared.models import Panel, Selector
-from shared.services.credentials.expiry import due_warning
-from shared.services.credentials.keyvault_events import SecretEvent, SecretEventKind
-from shared.services.credentials.migration import MIGRATION_KIND
-from shared.services.credentials.model import (
+from shared.models.credentials import (
     ExpiryWarning,
     PanelCredential,
     PreflightReport,
     SecretVersionId,
     SecretVersionInfo,
     SecretVersions,
-    WarningLevel,
 )
+from shared.ports import Notifier, PanelDirectory
+from shared.services.credentials.expiry import send_expiry_warnings
+from shared.services.credentials.keyvault_events import SecretEvent, SecretEventKind
+from shared.services.credentials.migration import MIGRATION_KIND
 from shared.services.credentials.ports import (
     CredentialLedger,
     GitProbe,
-    Notifier,
     SecretStore,
     WorkloadIdentityReader,
 )
 from shared.services.credentials.preflight import run_preflight
-from shared.services.credentials.report import build_report, classify, held_version
+from shared.services.credentials.report import build_report, classify
 from shared.services.credentials.rollout import ROLLOUT_KIND, RolloutParams
 from shared.services.credentials.workload_identity import assess
-from shared.services.fleet_changes import StartResult
-from shared.services.selection import filter_panels
+from shared.services.fleet.engine import FleetChangeEngine
+from shared.services.fleet.intake import StartResult
+from shared.services.fleet.selection import filter_panels
+from shared.timestamps import format_time
 
 log = logging.getLogger("fluxfleet.credentials")
 
@@ -59,28 +60,6 @@ log = logging.getLogger("fluxfleet.credentials")
 EVENT_REQUESTER = "keyvault-event"
 TIMER_REQUESTER = "scheduled-check"
 SETTLED_FOR_REPORT = frozenset({"proven", "workload-identity"})
-
-
-class ChangeEngine(Protocol):
-    """The part of `shared.services.fleet_changes.FleetChangeEngine` this capability uses."""
-
-    def start(
-        self,
-        *,
-        kind: str,
-        params: dict[str, Any],
-        reason: str,
-        requested_by: str,
-        selection: Selector | None = None,
-        panels: Sequence[Panel] | None = None,
-        configuration: str | None = None,
-        idempotency_key: str | None = None,
-        dry_run: bool = False,
-    ) -> StartResult: ...
-
-    def get_operation(self, operation_id: str) -> Any: ...
-
-    def list_fleet(self) -> list[Panel]: ...
 
 
 @dataclass(frozen=True)
@@ -142,7 +121,8 @@ class CredentialService:
     probe: GitProbe
     ledger: CredentialLedger
     notifier: Notifier
-    engine: ChangeEngine
+    engine: FleetChangeEngine
+    directory: PanelDirectory
     readiness: WorkloadIdentityReader | None = None
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
 
@@ -206,7 +186,7 @@ class CredentialService:
                     "trigger": request.trigger,
                     "requestedBy": request.requested_by,
                     "reason": request.reason,
-                    "startedAt": self.clock().isoformat(),
+                    "startedAt": format_time(self.clock()),
                 },
             )
             log.info(
@@ -301,7 +281,7 @@ class CredentialService:
             outcome["rollout"] = "no enabled version"
             return outcome
         by_key = {_record_key(record): record for record in records}
-        panels = self.engine.list_fleet()
+        panels = self.directory.panels()
         unproven = [
             p for p in panels if classify(by_key.get(p.key), current.version) not in SETTLED_FOR_REPORT
         ]
@@ -364,72 +344,15 @@ class CredentialService:
         """Warn about the current version and every older one a panel still depends on."""
         if records is None:
             records = self.ledger.panel_credentials(versions.name)
-        wanted = self._versions_in_use(versions, records) | {v.lower() for v in extra_versions}
-        sent: list[ExpiryWarning] = []
-        for version in versions.versions:
-            if version.version.lower() not in wanted:
-                continue
-            warning = due_warning(
-                version,
-                now=now,
-                thresholds=self.settings.warning_days,
-                already_sent=self.ledger.sent_warnings(versions.name, version.version),
-            )
-            if warning is None or not self.ledger.claim_warning(warning, at=now):
-                continue
-            dependants = sum(1 for r in records if held_version(r) == version.version)
-            self._emit(warning, current=version is versions.current, dependants=dependants)
-            sent.append(warning)
-        return sent
-
-    def _versions_in_use(self, versions: SecretVersions, records: Sequence[PanelCredential]) -> set[str]:
-        current = versions.current
-        in_use = {current.version.lower()} if current else set()
-        for record in records:
-            held = held_version(record)
-            if held is not None:
-                in_use.add(held.lower())
-        return in_use
-
-    def _emit(self, warning: ExpiryWarning, *, current: bool, dependants: int) -> None:
-        level = logging.ERROR if warning.level is WarningLevel.ERROR else logging.WARNING
-        text = warning.text()
-        if not current:
-            text += f" {dependants} panel(s) still depend on this older version."
-        log.log(
-            level,
-            text,
-            extra={
-                "event": "credential-expiry-warning",
-                "secret": warning.secret,
-                "version": warning.version,
-                "threshold_days": warning.threshold_days,
-                "days_left": round(warning.days_left, 2),
-                "expires_on": warning.expires_on.isoformat(),
-                "authorization_id": warning.authorization_id,
-                "current_version": current,
-            },
+        return send_expiry_warnings(
+            versions,
+            now=now,
+            records=records,
+            thresholds=self.settings.warning_days,
+            ledger=self.ledger,
+            notifier=self.notifier,
+            extra_versions=extra_versions,
         )
-        facts = {
-            "secret": warning.secret,
-            "version": warning.version,
-            "expires": f"{warning.expires_on:%Y-%m-%d %H:%M} UTC",
-            "days left": str(max(0, int(warning.days_left))),
-        }
-        if warning.authorization_id:
-            facts["authorizationId"] = warning.authorization_id
-        title = (
-            "Flux PAT expired"
-            if warning.expired
-            else f"Flux PAT expires in {max(0, int(warning.days_left))} days"
-        )
-        try:
-            self.notifier.notify(title=title, text=text, level=warning.level.value, facts=facts)
-        except TransientError:
-            self.ledger.release_warning(warning)  # the next check sends it again
-            raise
-        except PermanentError as exc:
-            log.warning("the webhook refused the expiry warning: %s", exc.message)
 
     def _notify(self, *, title: str, text: str, level: str, facts: dict[str, str]) -> None:
         try:
@@ -440,7 +363,7 @@ class CredentialService:
     # --- reports ----------------------------------------------------------------------------------
     def report(self) -> dict[str, Any]:
         versions = self.secrets.list_versions()
-        panels = self.engine.list_fleet()
+        panels = self.directory.panels()
         records = self.ledger.panel_credentials(versions.name)
         current = versions.current
         rollout: dict[str, Any] | None = None
@@ -549,7 +472,7 @@ class CredentialService:
         return MigrationStarted(result=result, not_ready=not_ready)
 
     def _select(self, selection: Selector | None) -> list[Panel]:
-        panels = self.engine.list_fleet()
+        panels = self.directory.panels()
         return panels if selection is None or selection.all else filter_panels(panels, selection)
 
     def _require_readiness(self) -> WorkloadIdentityReader:

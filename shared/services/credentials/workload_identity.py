@@ -13,17 +13,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from shared.models.credentials import WorkloadIdentityFacts
+
 # microsoft.flux 1.15.1 (Feb 2025): "Support of workload identity in Arc-enabled clusters".
 MIN_FLUX_EXTENSION = (1, 15, 1)
-
-
-@dataclass(frozen=True)
-class WorkloadIdentityFacts:
-    """What ARM says about one panel's ability to use workload identity."""
-
-    flux_extension_version: str | None  # None: no microsoft.flux extension found
-    workload_identity_enabled: bool
-    oidc_issuer_enabled: bool
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal, TypedDict
 
 from shared.errors import PermanentError
-from shared.services.images.model import ImageRef, PushedImage, parse_iso
+from shared.models.images import ImageRef, PushedImage, parse_iso
 
 IMAGE_PUSHED = "Microsoft.ContainerRegistry.ImagePushed"
 # Longest value kept from an event field in an error message: enough to recognise it.

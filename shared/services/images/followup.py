@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 
 from shared.image_policy import scan_markers
-from shared.services.images.model import SHORT_SHA, MarkerChange, PanelOutcome, PanelReport
+from shared.models.images import SHORT_SHA, MarkerChange, PanelOutcome, PanelReport
 from shared.services.images.snapshot import RepoSnapshot
 
 # Panels named one by one in a follow-up; the rest are counted (a Table entity holds at most 1 MB).

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from shared.services.images.model import SHORT_SHA, CheckRecord, iso
+from shared.models.images import SHORT_SHA, CheckRecord
+from shared.timestamps import format_time
 
 # Verdicts that are not news: the tag is on its way, or already there.
 QUIET_VERDICTS = frozenset({"will-roll-out"})
@@ -50,7 +51,7 @@ def follow_up_notice(record: CheckRecord) -> Notice | None:
     verdict = record.verdict
     facts = {"outcome": str(follow_up.outcome), "check": record.id, "attempts": str(follow_up.attempts)}
     if verdict.eta is not None:
-        facts["expected in Git by"] = iso(verdict.eta.commit_by)
+        facts["expected in Git by"] = format_time(verdict.eta.commit_by)
     return Notice(
         title=f"{verdict.ref} is stuck: the image automation did not commit it",
         text=follow_up.reason,

@@ -1,9 +1,9 @@
 """What each panel reports, for the follow-up: the fleet reader's panels and Flux states, condensed.
 
-The fleet capability already reads connectedClusters and their Flux configurations through ARM
-(`shared.ports.FleetReader`, with its pacing and error mapping); the follow-up only needs, per
-panel, whether it is online, suspended or failing and which commit it last synced. Flux
-configurations are read concurrently (one ARM GET each; the fleet reader's adapter paces them).
+The fleet capability already lists the panels (`shared.ports.PanelDirectory`) and reads their Flux
+configurations through ARM (`shared.ports.FleetReader`, paced and error-mapped at the ARM boundary);
+the follow-up only needs, per panel, whether it is online, suspended or failing and which commit it
+last synced. Flux configurations are read concurrently (one ARM GET each, paced by the adapter).
 """
 
 from __future__ import annotations
@@ -11,12 +11,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from concurrent.futures import Executor
 
-from shared.config import env_name
-from shared.errors import MissingSetting, safe_text
+from shared.errors import safe_text
 from shared.models import FluxState, Panel
-from shared.ports import FleetReader
+from shared.models.images import PanelReport
+from shared.ports import FleetReader, PanelDirectory
 from shared.services.images.followup import commit_sha
-from shared.services.images.model import PanelReport
 
 
 def panel_report(panel: Panel, state: FluxState | None) -> PanelReport:
@@ -37,23 +36,21 @@ def panel_report(panel: Panel, state: FluxState | None) -> PanelReport:
 
 
 class FleetPanelReports:
-    """A `PanelReports` over the fleet's ARM reader."""
+    """A `PanelReports` over the fleet's directory and ARM reader."""
 
     def __init__(
-        self, *, fleet: FleetReader, subscriptions: Sequence[str], configuration: str, executor: Executor
+        self, *, directory: PanelDirectory, reader: FleetReader, configuration: str, executor: Executor
     ) -> None:
-        self._fleet = fleet
-        self._subscriptions = tuple(subscriptions)
+        self._directory = directory
+        self._reader = reader
         self._configuration = configuration
         self._executor = executor
 
     def panel_reports(self) -> Sequence[PanelReport]:
-        if not self._subscriptions:
-            # Without subscriptions there are no panels to ask, which must not read as "all applied".
-            raise MissingSetting(env_name("subscription_ids"))
-        panels = self._fleet.list_panels(subscriptions=self._subscriptions)
+        # The directory refuses an app without subscriptions: no panels must not read as "all applied".
+        panels = self._directory.panels()
         futures = [
-            self._executor.submit(self._fleet.get_flux_state, panel=panel, configuration=self._configuration)
+            self._executor.submit(self._reader.get_flux_state, panel=panel, configuration=self._configuration)
             for panel in panels
         ]
         return [panel_report(panel, future.result()) for panel, future in zip(panels, futures, strict=True)]

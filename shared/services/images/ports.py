@@ -3,28 +3,16 @@
 Each is the smallest interface the logic needs, so unit tests use in-memory fakes and the adapters
 (`shared.adapters.repo_reader`, `.registry`, `.image_store`, the fleet reader) are the only code
 that knows Azure DevOps, ACR, Table/Queue storage or ARM. Every method is keyword-only I/O that
-raises the app's own errors (`shared.errors`), never an SDK's.
+raises the app's own errors (`shared.errors`), never an SDK's. The values they exchange are in
+`shared.models.images`; the notifier is the app's one `shared.ports.Notifier`.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Protocol, TypedDict
+from typing import Protocol
 
-from shared.services.images import FOLLOW_UP_QUEUE
-from shared.services.images.model import CheckId, CheckRecord, CommitId, PanelReport, split_check_id
-
-__all__ = ["FOLLOW_UP_QUEUE"]  # re-exported: the follow-up queue's name, with the message format below
-
-
-@dataclass(frozen=True)
-class RepoFile:
-    """A file (blob) in a commit: repo-relative path without a leading `/`, and its Git object id."""
-
-    path: str
-    object_id: str
+from shared.models.images import CheckId, CheckRecord, CommitId, PanelReport, RepoFile, StoredCheck
 
 
 class RepoReader(Protocol):
@@ -55,12 +43,6 @@ class TagLister(Protocol):
         ...
 
 
-@dataclass(frozen=True)
-class StoredCheck:
-    record: CheckRecord
-    etag: str
-
-
 class CheckStore(Protocol):
     """Checks (Table storage). A push check's id derives from its event id, so storing it is also
     what recognises a redelivered event: `create_check` is insert-only."""
@@ -84,26 +66,6 @@ class CheckStore(Protocol):
         ...
 
 
-class FollowUpMessage(TypedDict):
-    """The follow-up queue's message: which check, and which attempt this delivery is."""
-
-    checkId: str
-    attempt: int
-
-
-def parse_follow_up_message(body: str) -> FollowUpMessage:
-    """A follow-up message as the queue trigger receives it; `ValueError` when it is not one."""
-    raw = json.loads(body)
-    if not isinstance(raw, dict):
-        raise ValueError("a follow-up message is a JSON object")
-    check_id, attempt = raw.get("checkId"), raw.get("attempt")
-    if not isinstance(check_id, str) or split_check_id(check_id) is None:
-        raise ValueError("checkId is missing or malformed")
-    if not isinstance(attempt, int) or isinstance(attempt, bool) or attempt < 1:
-        raise ValueError("attempt must be a positive integer")
-    return {"checkId": check_id, "attempt": attempt}
-
-
 class FollowUpQueue(Protocol):
     def schedule(self, *, check_id: CheckId, attempt: int, delay_s: float) -> None:
         """Deliver a follow-up message for `check_id` after `delay_s` seconds."""
@@ -114,9 +76,3 @@ class PanelReports(Protocol):
     """What every panel reports (ARM connectedClusters and their Flux configuration)."""
 
     def panel_reports(self) -> Sequence[PanelReport]: ...
-
-
-class Notifier(Protocol):
-    """The team's Teams/Slack webhook (`shared.adapters.notifier`, shared with credential warnings)."""
-
-    def notify(self, *, title: str, text: str, level: str, facts: dict[str, str]) -> None: ...

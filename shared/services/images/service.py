@@ -25,24 +25,12 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from shared.config import Settings
 from shared.errors import Conflict, FluxfleetError, NotFound, safe_text
 from shared.image_policy import (
-    InvalidPolicy,
-    LatestRef,
-    compute_rewrites,
-    compute_selection,
-    excluded_by,
     normalise_image,
 )
-from shared.services.images.followup import (
-    MAX_LISTED_PANELS,
-    classify_panels,
-    commits_since,
-    holds_changes,
-    not_applied_reason,
-    snapshot_holds,
-)
-from shared.services.images.model import (
+from shared.models.images import (
     SHORT_SHA,
     CheckId,
     CheckRecord,
@@ -51,23 +39,32 @@ from shared.services.images.model import (
     FollowUpOutcome,
     ImageRef,
     PushedImage,
+    StoredCheck,
     Verdict,
-    iso,
     make_check_id,
     summarise_panels,
 )
+from shared.ports import Notifier
+from shared.services.images.followup import (
+    MAX_LISTED_PANELS,
+    classify_panels,
+    commits_since,
+    holds_changes,
+    not_applied_reason,
+    snapshot_holds,
+)
+from shared.services.images.latest import PolicyStatus, policy_statuses
 from shared.services.images.notifications import Notice, follow_up_notice, verdict_notice
 from shared.services.images.ports import (
     CheckStore,
     FollowUpQueue,
-    Notifier,
     PanelReports,
     RepoReader,
-    StoredCheck,
     TagLister,
 )
 from shared.services.images.snapshot import RepoSnapshot, RepoSnapshots
 from shared.services.images.verdict import judge
+from shared.timestamps import format_time
 
 log = logging.getLogger("fluxfleet.images")
 
@@ -88,8 +85,8 @@ _EVENT_SALT_HEX = 8
 
 @dataclass(frozen=True)
 class ImageCheckConfig:
-    """The settings the checks use (from `shared.config.Settings`: `wiring.config_from`; the
-    defaults here are the Settings defaults, documented there)."""
+    """The settings the checks use (from `shared.config.Settings`; the defaults here are the Settings
+    defaults, documented there)."""
 
     branch: str = "main"
     login_server: str | None = None
@@ -105,35 +102,22 @@ class ImageCheckConfig:
     # commit it judged. Preflights and follow-ups always read HEAD afresh.
     head_max_age_s: float = 1.0
 
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ImageCheckConfig:
+        return cls(
+            branch=settings.git_branch,
+            login_server=settings.acr_login_server,
+            sync_interval_s=settings.flux_sync_interval_seconds,
+            follow_up_margin_s=settings.images_follow_up_margin_seconds,
+            follow_up_max_checks=settings.images_follow_up_max_checks,
+            follow_up_recheck_s=settings.images_follow_up_recheck_seconds,
+        )
+
 
 @dataclass(frozen=True)
 class PushOutcome:
     record: CheckRecord
     duplicate: bool
-
-
-@dataclass(frozen=True)
-class PolicyStatus:
-    """One ImagePolicy now: the tag Flux would select and what the markers in Git hold."""
-
-    policy: str
-    image: str
-    selected: str | None
-    failure: str | None
-    in_git: tuple[str, ...]
-    up_to_date: bool
-    automations: tuple[str, ...]
-
-    def to_document(self) -> dict[str, Any]:
-        return {
-            "policy": self.policy,
-            "image": self.image,
-            "latest": self.selected,
-            "failure": self.failure,
-            "inGit": list(self.in_git),
-            "upToDate": self.up_to_date,
-            "automations": list(self.automations),
-        }
 
 
 def _utcnow() -> datetime:
@@ -398,7 +382,7 @@ class ImageChecks:
         if attempt < self._config.follow_up_max_checks:
             return replace(base, reason=f"not committed yet at {snapshot.commit[:SHORT_SHA]}; checking again")
         eta = verdict.eta
-        late = f" (expected by {iso(eta.commit_by)})" if eta else ""
+        late = f" (expected by {format_time(eta.commit_by)})" if eta else ""
         cause = (
             f"no automation commit after {attempt} checks{late}, although Git and the registry still "
             f"call for {verdict.ref.tag}. Likely causes: image-reflector-controller and "
@@ -484,54 +468,10 @@ class ImageChecks:
     def current_latest(self) -> list[PolicyStatus]:
         """Every ImagePolicy at HEAD: what Flux selects from the registry now, and what Git holds."""
         snapshot = self.snapshots.at(self._head(max_age_s=0.0))
-        objects = snapshot.objects
-        repositories = {
-            (repository.namespace, repository.name): repository for repository in objects.repositories
-        }
-        tag_futures = {
-            key: self._executor.submit(self._list_tags, ImageRef(repository.image, ""))
-            for key, repository in repositories.items()
-        }
-        statuses: list[PolicyStatus] = []
-        for policy in objects.policies:
-            repository = repositories.get(policy.repository_ref)
-            name = f"{policy.namespace}/{policy.name}"
-            if repository is None:
-                statuses.append(
-                    PolicyStatus(
-                        name, "", None, "its ImageRepository is not in the repository", (), False, ()
-                    )
-                )
-                continue
-            automations = snapshot.automations_for(policy)
-            markers = [
-                marker for automation in automations for marker in snapshot.markers_for(policy, automation)
-            ]
-            in_git = tuple(dict.fromkeys(marker.current_value for marker in markers))
-            selected: str | None = None
-            failure: str | None = None
-            try:
-                tags = tag_futures[policy.repository_ref].result()
-                kept = [tag for tag in tags if excluded_by(repository.exclusion_list, tag) is None]
-                selection = compute_selection(policy.spec, kept)
-                selected, failure = selection.tag, selection.failure
-            except InvalidPolicy as error:
-                failure = str(error)
-            up_to_date = selected is not None and not compute_rewrites(
-                markers, {(policy.namespace, policy.name): LatestRef(repository.image, selected)}
-            )
-            statuses.append(
-                PolicyStatus(
-                    name,
-                    repository.image,
-                    selected,
-                    failure,
-                    in_git,
-                    up_to_date,
-                    tuple(f"{a.namespace}/{a.name}" for a in automations),
-                )
-            )
-        return statuses
+        return policy_statuses(
+            snapshot,
+            list_tags=lambda image: self._executor.submit(self._list_tags, ImageRef(image, "")),
+        )
 
 
 def _final(base: FollowUp, outcome: FollowUpOutcome, reason: str) -> FollowUp:

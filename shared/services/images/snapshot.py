@@ -26,8 +26,8 @@ from shared.image_policy import (
     parse_image_objects,
     scan_markers,
 )
-from shared.services.images.model import CommitId
-from shared.services.images.ports import RepoFile, RepoReader
+from shared.models.images import CommitId, RepoFile
+from shared.services.images.ports import RepoReader
 
 # Texts that cannot matter to image automation are dropped after screening: an object needs its
 # apiVersion group, a marker needs IAC's screen token (reference §9.2).

@@ -30,7 +30,7 @@ from shared.image_policy import (
     excluded_by,
     normalise_image,
 )
-from shared.services.images.model import (
+from shared.models.images import (
     SHORT_SHA,
     VERDICT_KINDS,
     Eta,

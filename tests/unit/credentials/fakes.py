@@ -18,7 +18,7 @@ from shared.models import (
     Selector,
     SubscriptionId,
 )
-from shared.services.credentials.model import (
+from shared.models.credentials import (
     ExpiryWarning,
     PanelCredential,
     PreflightReport,
@@ -27,9 +27,10 @@ from shared.services.credentials.model import (
     SecretVersionId,
     SecretVersionInfo,
     SecretVersions,
+    WorkloadIdentityFacts,
 )
-from shared.services.credentials.workload_identity import WorkloadIdentityFacts
-from shared.services.fleet_changes import StartResult
+from shared.services.fleet.intake import StartResult
+from tests.unit.fakes import RecordingNotifier  # noqa: F401  (re-exported: the credential tests import it from here)
 
 NOW = datetime(2026, 8, 20, 6, 0, tzinfo=UTC)
 SUBSCRIPTION = SubscriptionId("5b5c0000-0000-4000-8000-000000000001")
@@ -165,17 +166,6 @@ class MemoryLedger:
         return dict(found) if found is not None else None
 
 
-class RecordingNotifier:
-    def __init__(self, *, fail_with: Exception | None = None) -> None:
-        self.messages: list[dict[str, Any]] = []
-        self.fail_with = fail_with
-
-    def notify(self, *, title: str, text: str, level: str, facts: dict[str, str]) -> None:
-        if self.fail_with is not None:
-            raise self.fail_with
-        self.messages.append({"title": title, "text": text, "level": level, "facts": dict(facts)})
-
-
 @dataclass
 class FakeEngine:
     """Records `start` calls; answers with a running operation (or a dry-run plan)."""
@@ -214,6 +204,16 @@ class FakeEngine:
 
     def list_fleet(self) -> list[Panel]:
         return list(self.panels)
+
+
+class FakeDirectory:
+    """The fleet (`PanelDirectory`): the panels it is given (the same list the fake engine holds)."""
+
+    def __init__(self, panels: list[Panel]) -> None:
+        self._panels = panels
+
+    def panels(self) -> list[Panel]:
+        return list(self._panels)
 
 
 class FakeReadiness:

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from shared.models import FluxState, ObjectStatus, Panel, Selector
-from shared.services.credentials.model import (
+from shared.models.credentials import (
     CheckOutcome,
     PanelCredentialState,
     PreflightCheck,
@@ -82,13 +82,9 @@ def fleet() -> list[Panel]:
 
 
 def world_with(strategy: CredentialRolloutStrategy) -> tuple[World, CredentialArm]:
-    world = make_world(fleet(), strategies=[strategy])
-    arm = CredentialArm(world.clock, fleet())
-    # The engine was built with the plain FakeArm: point it at the credential-aware one.
-    world.engine._reader = arm
-    world.engine._writer = arm
-    world.arm = arm
-    return world, arm
+    world = make_world(fleet(), strategies=[strategy], arm_class=CredentialArm)
+    assert isinstance(world.arm, CredentialArm)
+    return world, world.arm
 
 
 @pytest.fixture

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from shared.models.credentials import WarningLevel
 from shared.services.credentials.expiry import due_warning
-from shared.services.credentials.model import WarningLevel
 from tests.unit.credentials.fakes import NOW, version
 
 THRESHOLDS = (30, 14, 7, 3, 1)

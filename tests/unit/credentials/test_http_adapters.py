@@ -20,7 +20,7 @@ from shared.adapters.git_probe import HttpGitProbe, info_refs_url
 from shared.adapters.notifier import WebhookNotifier, webhook_payload
 from shared.adapters.pat_api import PatApiError, PatLifecycleClient
 from shared.errors import PermanentError, TransientError
-from shared.services.credentials.model import ProbeVerdict
+from shared.models.credentials import ProbeVerdict
 
 Answer = tuple[int, dict[str, str], bytes]
 

@@ -6,9 +6,8 @@ from datetime import timedelta
 
 import pytest
 
+from shared.models.credentials import PanelCredentialState, WorkloadIdentityFacts
 from shared.services.credentials.migration import NotReady, WorkloadIdentityMigrationStrategy
-from shared.services.credentials.model import PanelCredentialState
-from shared.services.credentials.workload_identity import WorkloadIdentityFacts
 from tests.unit.credentials.fakes import (
     NOW,
     FakeReadiness,

@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 
 from shared.errors import TransientError
-from shared.services.credentials.model import CheckOutcome
+from shared.models.credentials import CheckOutcome
 from shared.services.credentials.preflight import run_preflight
 from tests.unit.credentials.fakes import BAD_PAT, GOOD_PAT, NOW, FakeProbe, FakeSecretStore, version
 

@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 
 from shared.models import PanelState
-from shared.services.credentials.model import (
+from shared.models.credentials import (
     CheckOutcome,
     PanelCredential,
     PanelCredentialState,

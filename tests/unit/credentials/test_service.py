@@ -8,8 +8,13 @@ import pytest
 
 from shared.errors import Conflict, TransientError, Unprocessable
 from shared.models import Selector
+from shared.models.credentials import (
+    PanelCredential,
+    PanelCredentialState,
+    SecretVersionId,
+    WorkloadIdentityFacts,
+)
 from shared.services.credentials.keyvault_events import SecretEvent, SecretEventKind
-from shared.services.credentials.model import PanelCredential, PanelCredentialState, SecretVersionId
 from shared.services.credentials.service import (
     CredentialService,
     CredentialSettings,
@@ -17,11 +22,11 @@ from shared.services.credentials.service import (
     PreflightRefused,
     RolloutRequest,
 )
-from shared.services.credentials.workload_identity import WorkloadIdentityFacts
 from tests.unit.credentials.fakes import (
     BAD_PAT,
     GOOD_PAT,
     NOW,
+    FakeDirectory,
     FakeEngine,
     FakeProbe,
     FakeReadiness,
@@ -65,6 +70,7 @@ def build(
         ledger=ledger,
         notifier=notifier,
         engine=engine,
+        directory=FakeDirectory(engine.panels),
         readiness=readiness,
     )
     return service, secrets, ledger, notifier, engine

@@ -29,7 +29,10 @@ from shared.models import (
     SubscriptionId,
 )
 from shared.ports import AcceptedWrite, ConcurrentUpdate, OperationRecord, PanelRecord
-from shared.services.fleet_changes import APPLY_QUEUE, VERIFY_QUEUE, EngineSettings, FleetChangeEngine
+from shared.queues import FLEET_APPLY_QUEUE as APPLY_QUEUE
+from shared.queues import FLEET_VERIFY_QUEUE as VERIFY_QUEUE
+from shared.services.fleet.engine import EngineSettings, FleetChangeEngine
+from shared.services.fleet.inventory import FleetInventory
 
 START = datetime(2026, 8, 20, 9, 0, tzinfo=UTC)
 SUB_A = "00000000-0000-4000-8000-00000000000a"
@@ -382,35 +385,29 @@ class MemoryQueue:
         """Nothing to do: crashed messages were already put back by `run`."""
 
 
-class NoPacer:
-    """Counts acquisitions (pacing itself is tested separately)."""
-
-    def __init__(self) -> None:
-        self.acquired: list[tuple[str, str]] = []
-
-    def acquire(self, *, subscription: str, kind: str) -> float:
-        self.acquired.append((subscription, kind))
-        return 0.0
-
-
 @dataclass
 class World:
     clock: FakeClock
     arm: FakeArm
     store: MemoryStore
     queue: MemoryQueue
-    pacer: NoPacer
     engine: FleetChangeEngine
 
 
-def make_world(panels: Sequence[Panel], *, strategies: Sequence[Any] | None = None, **settings: Any) -> World:
-    from shared.services.fleet_ops import SuspendStrategy
+def make_world(
+    panels: Sequence[Panel],
+    *,
+    strategies: Sequence[Any] | None = None,
+    arm_class: type[FakeArm] | None = None,
+    **settings: Any,
+) -> World:
+    """The engine over fakes; `arm_class` swaps in a FakeArm subclass with more behaviour."""
+    from shared.services.fleet.suspend import SuspendStrategy
 
     clock = FakeClock()
-    arm = FakeArm(clock, panels)
+    arm = (arm_class or FakeArm)(clock, panels)
     store = MemoryStore()
     queue = MemoryQueue(clock)
-    pacer = NoPacer()
     defaults: dict[str, Any] = {
         "configuration": CONFIG,
         "subscriptions": (SUB_A, SUB_B),
@@ -420,16 +417,21 @@ def make_world(panels: Sequence[Panel], *, strategies: Sequence[Any] | None = No
         "offline_recheck_s": 600.0,
     }
     defaults.update(settings)
+    engine_settings = EngineSettings(**defaults)
     engine = FleetChangeEngine(
         reader=arm,
         writer=arm,
+        directory=FleetInventory(
+            reader=arm,
+            subscriptions=engine_settings.subscriptions,
+            configuration=engine_settings.configuration,
+        ),
         store=store,
         queue=queue,
-        pacer=pacer,
         clock=clock,
         strategies=strategies
         if strategies is not None
         else [SuspendStrategy(suspended=True), SuspendStrategy(suspended=False)],
-        settings=EngineSettings(**defaults),
+        settings=engine_settings,
     )
-    return World(clock, arm, store, queue, pacer, engine)
+    return World(clock, arm, store, queue, engine)

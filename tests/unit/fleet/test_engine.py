@@ -10,7 +10,8 @@ import pytest
 
 from shared.errors import Conflict, InvalidInput, Throttled, TransientError, Unprocessable
 from shared.models import AppliedChange, Convergence, FluxState, Panel, Params, Selector, Stage
-from shared.services.fleet_changes import APPLY_QUEUE, BaseStrategy
+from shared.queues import FLEET_APPLY_QUEUE as APPLY_QUEUE
+from shared.services.fleet.strategy import BaseStrategy
 from tests.unit.fleet.fakes import SUB_A, SUB_B, CrashError, World, make_panel, make_world
 
 
@@ -382,15 +383,6 @@ def test_the_sweeper_re_enqueues_panels_whose_message_was_lost() -> None:
     assert world.engine.sweep() == 2
     run_to_end(world)
     assert world.engine.get_operation(operation_id)["status"] == "succeeded"
-
-
-def test_writes_and_reads_go_through_the_pacer() -> None:
-    world = make_world(fleet())
-    start(world)
-    run_to_end(world)
-    writes = [a for a in world.pacer.acquired if a[1] == "writes"]
-    assert sorted(writes) == sorted([(SUB_A, "writes"), (SUB_B, "writes")])
-    assert sum(1 for a in world.pacer.acquired if a[1] == "reads") >= 4
 
 
 def test_a_panel_is_not_judged_while_arms_update_is_still_running() -> None:

@@ -9,7 +9,8 @@ import pytest
 
 from shared.errors import InvalidInput
 from shared.models import AppliedChange, FluxState
-from shared.services.fleet_ops import SuspendStrategy, parse_change_request, parse_inventory_query
+from shared.services.fleet.requests import parse_change_request, parse_inventory_query
+from shared.services.fleet.suspend import SuspendStrategy
 from tests.unit.fleet.fakes import START, make_panel
 
 GOOD = {"reason": "freeze for release 42", "target": {"tags": {"ring": "canary"}}}

@@ -6,7 +6,7 @@ import pytest
 
 from shared.models import ClusterId, OperationId, OperationStatus, PanelState
 from shared.ports import PanelRecord
-from shared.services.operations import final_status, summarize
+from shared.services.fleet.documents import final_status, summarize
 
 
 def rows(*states: PanelState) -> list[PanelRecord]:

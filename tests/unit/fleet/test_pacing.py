@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from shared.ports import RateKind
-from shared.services.pacing import BucketLimits, MemoryBucketStore, SharedPacer
+from shared.services.fleet.pacing import BucketLimits, MemoryBucketStore, SharedPacer
 from tests.unit.fleet.fakes import FakeClock
 
 SUB = "sub-1"

@@ -8,7 +8,7 @@ import pytest
 
 from shared.errors import InvalidInput, Unprocessable
 from shared.models import Selector
-from shared.services.selection import check_subscriptions, filter_panels, parse_selector, select
+from shared.services.fleet.selection import check_subscriptions, filter_panels, parse_selector, select
 from tests.unit.fleet.fakes import SUB_A, SUB_B, make_panel
 
 FLEET = [

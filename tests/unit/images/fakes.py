@@ -15,13 +15,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from shared.adapters.clients import AzureClients
 from shared.config import Settings
+from shared.container import Container, set_container
 from shared.errors import Conflict, NotFound
-from shared.runtime import Runtime, set_runtime
-from shared.services.images.model import CheckId, CheckRecord, CommitId, PanelReport
+from shared.models.images import CheckId, CheckRecord, CommitId, PanelReport
 from shared.services.images.ports import RepoFile, StoredCheck
 from shared.services.images.service import ImageCheckConfig, ImageChecks
+from tests.unit.fakes import RecordingNotifier
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 LOGIN_SERVER = "ipcplatformacr.azurecr.io"
@@ -159,22 +159,14 @@ class FakePanels:
 
 
 @dataclass
-class FakeNotifier:
-    sent: list[tuple[str, str, str, dict[str, str]]] = field(default_factory=list)
-
-    def notify(self, *, title: str, text: str, level: str, facts: dict[str, str]) -> None:
-        self.sent.append((title, text, level, facts))
-
-
-@dataclass
 class HandlerWorld:
-    """The image checks over fakes, installed as the worker's runtime (for handler tests)."""
+    """The image checks over fakes, installed in the worker's container (for handler tests)."""
 
     repo: FakeRepo
     registry: FakeRegistry
     store: FakeStore
     queue: FakeQueue
-    notifier: FakeNotifier
+    notifier: RecordingNotifier
     service: ImageChecks
 
 
@@ -184,7 +176,7 @@ def handler_world() -> Iterator[HandlerWorld]:
     repo = FakeRepo()
     repo.commit(dict(seed_files()))
     registry = FakeRegistry({"ipc/opcua-gateway": ["v1.0.0", "v1.4.2"]})
-    store, queue, notifier = FakeStore(), FakeQueue(), FakeNotifier()
+    store, queue, notifier = FakeStore(), FakeQueue(), RecordingNotifier()
     with ThreadPoolExecutor(max_workers=4) as executor:
         service = ImageChecks(
             reader=repo,
@@ -196,10 +188,8 @@ def handler_world() -> Iterator[HandlerWorld]:
             config=ImageCheckConfig(login_server=LOGIN_SERVER),
             executor=executor,
         )
-        runtime = Runtime(settings=settings, clients=AzureClients(settings))
-        runtime.services["images"] = service
-        set_runtime(runtime)
+        set_container(Container(settings, images=service))
         try:
             yield HandlerWorld(repo, registry, store, queue, notifier, service)
         finally:
-            set_runtime(None)
+            set_container(None)

@@ -6,6 +6,8 @@ import pytest
 
 from shared.errors import MissingSetting
 from shared.models import ClusterId, FluxState, ObjectStatus, Panel, SubscriptionId
+from shared.models.images import MarkerChange, PanelOutcome, PanelReport
+from shared.services.fleet.inventory import FleetInventory
 from shared.services.images.followup import (
     classify_panel,
     commit_sha,
@@ -13,7 +15,6 @@ from shared.services.images.followup import (
     holds_changes,
     not_applied_reason,
 )
-from shared.services.images.model import MarkerChange, PanelOutcome, PanelReport
 from shared.services.images.panels import FleetPanelReports, panel_report
 
 SHA = "0ba6f0d3" + "0" * 32
@@ -110,6 +111,7 @@ def test_panel_reports_without_subscriptions_refuse_rather_than_report_nothing()
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(1) as executor:
-        reports = FleetPanelReports(fleet=None, subscriptions=(), configuration="c", executor=executor)  # type: ignore[arg-type]
+        directory = FleetInventory(reader=None, subscriptions=(), configuration="c")  # type: ignore[arg-type]
+        reports = FleetPanelReports(directory=directory, reader=None, configuration="c", executor=executor)  # type: ignore[arg-type]
         with pytest.raises(MissingSetting):
             reports.panel_reports()

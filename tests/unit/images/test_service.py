@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 import pytest
 
 from shared.errors import NotFound, TransientError
-from shared.services.images.model import CheckId, CheckRecord, CommitId, ImageRef, PanelReport, PushedImage
+from shared.models.images import CheckId, CheckRecord, CommitId, ImageRef, PanelReport, PushedImage
 from shared.services.images.ports import StoredCheck
 from shared.services.images.service import ImageCheckConfig, ImageChecks
 from tests.unit.images.fakes import (
@@ -19,12 +19,12 @@ from tests.unit.images.fakes import (
     GATEWAY_IMAGE,
     LOGIN_SERVER,
     T0,
-    FakeNotifier,
     FakePanels,
     FakeQueue,
     FakeRegistry,
     FakeRepo,
     FakeStore,
+    RecordingNotifier,
     seed_files,
 )
 
@@ -46,7 +46,7 @@ class World:
     store: FakeStore
     queue: FakeQueue
     panels: FakePanels
-    notifier: FakeNotifier
+    notifier: RecordingNotifier
     service: ImageChecks
     now: list[datetime]
 
@@ -81,7 +81,7 @@ def world() -> Iterator[World]:
     registry = FakeRegistry({REPOSITORY: ["v1.0.0", "v1.2.0", "v1.4.0", "v1.4.2", "latest"]})
     now = [T0]
     with ThreadPoolExecutor(max_workers=4) as executor:
-        store, queue, panels, notifier = FakeStore(), FakeQueue(), FakePanels(), FakeNotifier()
+        store, queue, panels, notifier = FakeStore(), FakeQueue(), FakePanels(), RecordingNotifier()
         service = ImageChecks(
             reader=repo,
             registry=registry,
@@ -104,7 +104,7 @@ def test_a_winning_push_is_stored_and_followed_up_after_the_eta_plus_margin(worl
     assert world.queue.messages == [(record.id, 1, 1020.0)]
     assert record.follow_up is not None
     assert record.follow_up.status == "scheduled"
-    assert world.notifier.sent == []
+    assert world.notifier.messages == []
 
 
 def test_a_duplicate_delivery_gives_the_same_record_and_does_no_work_twice(world: World) -> None:
@@ -178,7 +178,8 @@ def test_a_push_that_will_not_roll_out_is_announced_once(world: World) -> None:
     record = world.push("v1.3.0")
     world.push("v1.3.0")  # the same event again
     assert record.verdict.verdict == "not-latest"
-    [(title, text, _level, facts)] = world.notifier.sent
+    [message] = world.notifier.messages
+    title, text, facts = message["title"], message["text"], message["facts"]
     assert "not-latest" in title
     assert "v1.4.2" in text
     assert facts["check"] == record.id
@@ -192,7 +193,7 @@ def test_preflight_judges_an_unpushed_tag_and_records_it_without_follow_up(world
     assert record.requested_by == "pipeline"
     assert world.store.get_check(check_id=record.id) is not None
     assert world.queue.messages == []
-    assert world.notifier.sent == []
+    assert world.notifier.messages == []
 
 
 def test_preflight_for_a_repository_the_registry_does_not_have_yet_still_judges(world: World) -> None:
@@ -278,7 +279,8 @@ def test_no_commit_after_the_last_check_is_stuck_and_announced(world: World) -> 
     assert last.follow_up is not None
     assert last.follow_up.outcome == "stuck"
     assert "image-automation-controller" in last.follow_up.reason
-    [(title, _text, level, _facts)] = world.notifier.sent
+    [message] = world.notifier.messages
+    title, level = message["title"], message["level"]
     assert "stuck" in title
     assert level == "error"
 

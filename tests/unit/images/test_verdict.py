@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from shared.services.images.model import CommitId, ImageRef, Verdict
+from shared.models.images import CommitId, ImageRef, Verdict
 from shared.services.images.snapshot import build_snapshot
 from shared.services.images.verdict import judge
 from tests.unit.images.fakes import (
@@ -249,7 +249,7 @@ def test_an_unknown_sync_interval_falls_back_to_the_arc_default(sync: float | No
 
 
 def test_a_stored_document_reads_back_as_the_same_check() -> None:
-    from shared.services.images.model import CheckRecord, make_check_id
+    from shared.models.images import CheckRecord, make_check_id
 
     verdict = run("v1.5.0")
     record = CheckRecord(

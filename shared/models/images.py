@@ -13,8 +13,10 @@ import hashlib
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
-from typing import Any, Literal, NewType, cast, get_args
+from datetime import datetime
+from typing import Any, Literal, NewType, TypedDict, cast, get_args
+
+from shared.timestamps import format_time, parse_time
 
 CheckId = NewType("CheckId", str)
 CommitId = NewType("CommitId", str)
@@ -75,14 +77,12 @@ def split_check_id(check_id: str) -> tuple[str, str] | None:
     return (match.group(1), match.group(2)) if match else None
 
 
-def iso(moment: datetime) -> str:
-    """UTC, seconds precision, `Z`: the timestamp format of every document fluxfleet serves."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def parse_iso(text: str) -> datetime:
-    value = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
+    """A stored or received timestamp (`shared.timestamps`); ValueError when it is not one."""
+    moment = parse_time(text)
+    if moment is None:
+        raise ValueError(f"not an RFC 3339 timestamp: {text[:40]!r}")
+    return moment
 
 
 @dataclass(frozen=True)
@@ -165,8 +165,8 @@ class Eta:
 
     def to_document(self) -> dict[str, Any]:
         return {
-            "commitBy": iso(self.commit_by),
-            "appliedBy": iso(self.applied_by),
+            "commitBy": format_time(self.commit_by),
+            "appliedBy": format_time(self.applied_by),
             "basis": {
                 "imageRepositoryIntervalSeconds": self.repository_interval_s,
                 "automationIntervalSeconds": self.automation_interval_s,
@@ -307,10 +307,10 @@ class FollowUp:
         return {
             "status": self.status,
             "attempts": self.attempts,
-            "nextCheckAt": iso(self.next_check_at) if self.next_check_at else None,
+            "nextCheckAt": format_time(self.next_check_at) if self.next_check_at else None,
             "outcome": self.outcome,
             "reason": self.reason,
-            "checkedAt": iso(self.checked_at) if self.checked_at else None,
+            "checkedAt": format_time(self.checked_at) if self.checked_at else None,
             "commit": self.commit,
             "panels": {
                 "total": self.panels_total,
@@ -377,7 +377,7 @@ class CheckRecord:
             "trigger": self.trigger,
             "eventId": self.event_id,
             "requestedBy": self.requested_by,
-            "createdAt": iso(self.created_at),
+            "createdAt": format_time(self.created_at),
         }
 
     @classmethod
@@ -408,3 +408,36 @@ def summarise_panels(outcomes: Sequence[PanelOutcome]) -> dict[str, int]:
     for outcome in outcomes:
         counts[outcome.state] = counts.get(outcome.state, 0) + 1
     return counts
+
+
+# --- what the image ports exchange ------------------------------------------------------------------
+@dataclass(frozen=True)
+class RepoFile:
+    """A file (blob) in a commit: repo-relative path without a leading `/`, and its Git object id."""
+
+    path: str
+    object_id: str
+
+
+@dataclass(frozen=True)
+class StoredCheck:
+    record: CheckRecord
+    etag: str
+
+
+class FollowUpMessage(TypedDict):
+    """The follow-up queue's message: which check, and which attempt this delivery is."""
+
+    checkId: str
+    attempt: int
+
+
+def parse_follow_up_message(raw: Mapping[str, Any]) -> FollowUpMessage:
+    """A follow-up message (its JSON object) as the queue trigger receives it; `ValueError` when it is
+    not one."""
+    check_id, attempt = raw.get("checkId"), raw.get("attempt")
+    if not isinstance(check_id, str) or split_check_id(check_id) is None:
+        raise ValueError("checkId is missing or malformed")
+    if not isinstance(attempt, int) or isinstance(attempt, bool) or attempt < 1:
+        raise ValueError("attempt must be a positive integer")
+    return {"checkId": check_id, "attempt": attempt}

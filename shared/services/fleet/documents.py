@@ -2,17 +2,78 @@
 
 Pure functions over `OperationRecord`/`PanelRecord`, so the rules a release pipeline depends on (when
 is an operation "succeeded"? what counts as done?) are stated once and unit-tested without storage.
+The documents' wire shapes are the `TypedDict`s below; every timestamp is `shared.timestamps`'.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypedDict
 
-from shared.models import DONE_STATES, SETTLED_STATES, OperationStatus
+from shared.errors import safe_text
+from shared.models import DONE_STATES, SETTLED_STATES, FluxState, OperationStatus
 from shared.ports import OperationRecord, PanelRecord
+from shared.timestamps import format_optional, format_time
+
+
+class ClusterDoc(TypedDict):
+    id: str
+    name: str
+    subscription: str
+    resourceGroup: str
+    stage: str | None
+    state: str
+    detail: str
+    attempts: int
+    acceptedAt: str | None
+    updatedAt: str | None
+
+
+class OperationDoc(TypedDict):
+    """`GET /api/operations/{id}`."""
+
+    id: str
+    kind: str
+    status: str
+    reason: str
+    requestedBy: str
+    createdAt: str
+    updatedAt: str
+    finishedAt: str | None
+    configuration: str
+    params: dict[str, Any]
+    target: dict[str, Any]
+    stages: list[dict[str, Any]]
+    currentStage: str | None
+    haltedReason: str | None
+    summary: dict[str, int]
+    clusters: list[ClusterDoc]
+
+
+class DryRunPanelDoc(TypedDict):
+    id: str
+    name: str
+    subscription: str
+    resourceGroup: str
+    stage: str
+    connectivity: str
+    wouldChange: bool
+    current: dict[str, Any] | None
+    reason: str
+
+
+class DryRunDoc(TypedDict):
+    """What a dry run answers: the plan, each panel with its current state; nothing is written."""
+
+    dryRun: bool
+    kind: str
+    configuration: str
+    total: int
+    wouldChange: int
+    stages: list[dict[str, Any]]
+    clusters: list[DryRunPanelDoc]
+
 
 # Summary keys, as `GET /api/operations/{id}` spells them. "in-progress" counts panels not yet
 # settled (queued, applying, verifying), so the numbers always add up to "total".
@@ -55,13 +116,7 @@ def stage_share_done(panels: Sequence[PanelRecord]) -> float:
     return sum(1 for p in panels if p.state in DONE_STATES) / len(panels)
 
 
-def iso(moment: datetime | None) -> str | None:
-    if moment is None:
-        return None
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-def operation_document(operation: OperationRecord, panels: Sequence[PanelRecord]) -> dict[str, Any]:
+def operation_document(operation: OperationRecord, panels: Sequence[PanelRecord]) -> OperationDoc:
     """`GET /api/operations/{id}`: the operation and one entry per panel (summary from the rows)."""
     summary = summarize(panels)
     stage_docs = []
@@ -84,9 +139,11 @@ def operation_document(operation: OperationRecord, panels: Sequence[PanelRecord]
         "status": operation.status,
         "reason": operation.reason,
         "requestedBy": operation.requested_by,
-        "createdAt": iso(operation.created_at),
-        "updatedAt": iso(max((p.updated_at for p in panels if p.updated_at), default=operation.updated_at)),
-        "finishedAt": iso(operation.finished_at),
+        "createdAt": format_time(operation.created_at),
+        "updatedAt": format_time(
+            max((p.updated_at for p in panels if p.updated_at), default=operation.updated_at)
+        ),
+        "finishedAt": format_optional(operation.finished_at),
         "configuration": operation.configuration,
         "params": dict(operation.params),
         "target": dict(operation.selection),
@@ -104,8 +161,8 @@ def operation_document(operation: OperationRecord, panels: Sequence[PanelRecord]
                 "state": p.state.value,
                 "detail": p.detail,
                 "attempts": p.attempts,
-                "acceptedAt": iso(p.accepted_at),
-                "updatedAt": iso(p.updated_at),
+                "acceptedAt": format_optional(p.accepted_at),
+                "updatedAt": format_optional(p.updated_at),
             }
             for p in sorted(panels, key=lambda p: (p.stage, p.name, p.key))
         ],
@@ -120,10 +177,25 @@ def operation_listing(operation: OperationRecord) -> dict[str, Any]:
         "status": operation.status,
         "reason": operation.reason,
         "requestedBy": operation.requested_by,
-        "createdAt": iso(operation.created_at),
-        "updatedAt": iso(operation.updated_at),
-        "finishedAt": iso(operation.finished_at),
+        "createdAt": format_optional(operation.created_at),
+        "updatedAt": format_optional(operation.updated_at),
+        "finishedAt": format_optional(operation.finished_at),
         "total": operation.total,
         "summary": dict(operation.summary),
         "haltedReason": operation.halted_reason,
+    }
+
+
+def flux_state_document(state: FluxState) -> dict[str, Any]:
+    """The parts of a FluxState a person or pipeline reads (no secrets exist in it)."""
+    git = state.git_repository
+    return {
+        "suspended": state.suspended,
+        "complianceState": state.compliance_state,
+        "sourceSyncedCommitId": state.source_synced_commit_id,
+        "statusUpdatedAt": format_optional(state.status_updated_at),
+        "provisioningState": state.provisioning_state,
+        "source": None
+        if git is None
+        else {"ready": git.ready, "reason": git.reason, "message": safe_text(git.message or "")},
     }

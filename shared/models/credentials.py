@@ -14,6 +14,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import NewType
 
+from shared.timestamps import format_time
+
 # A Key Vault secret version id (32 hex digits in Azure).
 SecretVersionId = NewType("SecretVersionId", str)
 
@@ -142,7 +144,7 @@ class PreflightReport:
         return {
             "version": self.version,
             "passed": self.passed,
-            "checkedAt": self.checked_at.isoformat(),
+            "checkedAt": format_time(self.checked_at),
             "checks": [{"name": c.name, "outcome": c.outcome.value, "detail": c.detail} for c in self.checks],
         }
 
@@ -209,3 +211,12 @@ class PanelCredential:
 
     def holds_proven(self, version: str) -> bool:
         return self.state is PanelCredentialState.PROVEN and self.version == version
+
+
+@dataclass(frozen=True)
+class WorkloadIdentityFacts:
+    """What ARM says about one panel's ability to use workload identity."""
+
+    flux_extension_version: str | None  # None: no microsoft.flux extension found
+    workload_identity_enabled: bool
+    oidc_issuer_enabled: bool

@@ -24,10 +24,8 @@ from __future__ import annotations
 import logging
 import math
 import threading
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 
 from shared.config import Settings
 from shared.ports import BucketRow, BucketStore, Clock, RateKind
@@ -242,22 +240,11 @@ class MemoryBucketStore:
         return stored
 
 
-class SystemClock:
-    """The real clock (`Clock` port)."""
-
-    def now(self) -> datetime:
-        return datetime.now(UTC)
-
-    def sleep(self, seconds: float) -> None:
-        if seconds > 0:
-            time.sleep(seconds)
-
-    def monotonic(self) -> float:
-        return time.monotonic()
-
-
 def limits_from_settings(settings: Settings) -> dict[RateKind, BucketLimits]:
+    # ARM gives deletes a bucket of their own with the writes' size and refill (200 / 10 per s).
+    writes = BucketLimits(burst=settings.arm_write_burst, rate=settings.arm_write_rate)
     return {
-        "writes": BucketLimits(burst=settings.arm_write_burst, rate=settings.arm_write_rate),
+        "writes": writes,
+        "deletes": writes,
         "reads": BucketLimits(burst=settings.arm_read_burst, rate=settings.arm_read_rate),
     }

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from shared.errors import InvalidInput
-from shared.services.images.model import ImageRef
+from shared.models.images import ImageRef
 
 # OCI distribution spec: a tag is `[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}`.
 _TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
@@ -26,16 +26,14 @@ _REPOSITORY = re.compile(
 _MAX_IMAGE = 255
 # How much of a rejected value a problem document quotes back: enough to recognise it.
 _ECHO = 80
-# `GET /api/images/checks?limit=`: default and maximum.
-DEFAULT_LIST_LIMIT = 20
-MAX_LIST_LIMIT = 100
 
 
 @dataclass(frozen=True)
 class ChecksQuery:
+    """`GET /api/images/checks?image=&tag=` (the `limit` is the HTTP intake's, like every route's)."""
+
     image: str
     tag: str | None
-    limit: int
 
 
 def _has_host(image: str) -> bool:
@@ -80,7 +78,4 @@ def parse_check_request(body: Mapping[str, Any], *, default_registry: str | None
 def parse_checks_query(params: Mapping[str, str], *, default_registry: str | None) -> ChecksQuery:
     image = parse_image(params.get("image"), default_registry=default_registry)
     tag = parse_tag(params["tag"]) if params.get("tag") else None
-    raw_limit = params.get("limit") or str(DEFAULT_LIST_LIMIT)
-    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_LIST_LIMIT:
-        raise InvalidInput("limit", f"must be a whole number from 1 to {MAX_LIST_LIMIT}")
-    return ChecksQuery(image=image, tag=tag, limit=int(raw_limit))
+    return ChecksQuery(image=image, tag=tag)

@@ -1,0 +1,189 @@
+"""An operation's progress: stages in order, halting, the final status, and the sweeper.
+
+`advance` is safe to call at any time and from any worker: it reads the rows and does whatever they say
+is due (start the next stage, halt below a threshold, finish), with compare-and-swap on the operation
+row, so concurrent workers finishing the last panels of a stage start the next stage once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+from shared.models import OperationStatus, PanelState
+from shared.ports import Clock, ConcurrentUpdate, OperationRecord, OperationStore, PanelRecord
+from shared.queues import FLEET_APPLY_QUEUE, FLEET_VERIFY_QUEUE
+from shared.services.fleet.documents import final_status, stage_share_done, summarize
+from shared.services.fleet.rows import PanelRows
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from shared.services.fleet.engine import EngineSettings
+    from shared.services.fleet.strategy import ChangeStrategy
+
+log = logging.getLogger("fluxfleet.fleet")
+
+# Optimistic-concurrency retries on an operation row before giving up (the next message retries).
+CAS_ATTEMPTS = 8
+# Floating-point slack when comparing a stage's success share with its threshold.
+SHARE_EPSILON = 1e-9
+# How many recent operations the sweeper looks at.
+SWEEP_OPERATIONS = 100
+
+
+class Progress:
+    def __init__(
+        self,
+        *,
+        store: OperationStore,
+        clock: Clock,
+        rows: PanelRows,
+        settings: EngineSettings,
+        strategy_of: Callable[[str], ChangeStrategy],
+    ) -> None:
+        self._store = store
+        self._clock = clock
+        self._rows = rows
+        self._settings = settings
+        self._strategy_of = strategy_of
+
+    def halt(self, operation_id: str, cause: str) -> None:
+        """Stop the operation: every panel not yet applied is `skipped` with the cause."""
+        for _ in range(CAS_ATTEMPTS):
+            record = self._store.get_operation(operation_id)
+            if record is None or record.halted_reason:
+                break
+            try:
+                self._store.replace_operation(
+                    replace(record, halted_reason=cause, updated_at=self._clock.now())
+                )
+                log.warning(
+                    "operation %s halted: %s", operation_id, cause, extra={"operation_id": operation_id}
+                )
+                break
+            except ConcurrentUpdate:
+                continue
+        for row in self._store.get_panels(operation_id):
+            if row.state == PanelState.QUEUED:
+                self._rows.settle(row, PanelState.SKIPPED, f"not applied: operation halted ({cause})")
+
+    def advance(self, operation_id: str) -> None:
+        """Start the next stage or finish the operation when the rows say so (safe to call any time)."""
+        for _ in range(CAS_ATTEMPTS):
+            record = self._store.get_operation(operation_id)
+            if record is None:
+                return
+            try:
+                if record.status == OperationStatus.RUNNING.value:
+                    self._advance_running(record)
+                else:
+                    self._refresh_final(record)
+                return
+            except ConcurrentUpdate:
+                continue
+
+    def _advance_running(self, record: OperationRecord) -> None:
+        strategy = self._strategy_of(record.kind)
+        while True:
+            stage = record.current_stage
+            if self._store.has_unsettled(record.id, stage=stage):
+                return
+            rows = self._store.get_panels(record.id)
+            stage_rows = [row for row in rows if row.stage == stage]
+            strategy.on_stage_done(record, stage, summarize(stage_rows))
+            if stage + 1 >= len(record.stage_names) or record.halted_reason:
+                break
+            share = stage_share_done(stage_rows)
+            threshold = record.stage_thresholds[stage]
+            if share + SHARE_EPSILON < threshold:
+                cause = (
+                    f"stage {record.stage_names[stage]} reached {share:.0%} succeeded, "
+                    f"below its threshold of {threshold:.0%}"
+                )
+                self.halt(record.id, cause)
+                record = self._store.get_operation(record.id) or record
+                break
+            self._rows.enqueue(
+                FLEET_APPLY_QUEUE,
+                record.id,
+                [row.key for row in rows if row.stage == stage + 1 and row.state == PanelState.QUEUED],
+                stage=stage + 1,
+            )
+            record = self._store.replace_operation(
+                replace(
+                    record, current_stage=stage + 1, summary=summarize(rows), updated_at=self._clock.now()
+                )
+            )
+            log.info(
+                "operation %s: stage %s started",
+                record.id,
+                record.stage_names[stage + 1],
+                extra={"operation_id": record.id},
+            )
+        if self._store.has_unsettled(record.id):
+            return
+        self._finish(record, self._store.get_panels(record.id))
+
+    def _finish(self, record: OperationRecord, rows: Sequence[PanelRecord]) -> None:
+        summary = summarize(rows)
+        status = final_status(summary, halted=bool(record.halted_reason))
+        now = self._clock.now()
+        self._store.replace_operation(
+            replace(
+                record,
+                status=status.value,
+                summary=summary,
+                finished_at=record.finished_at or now,
+                updated_at=now,
+            )
+        )
+        log.info(
+            "operation %s %s: %s",
+            record.id,
+            status.value,
+            json.dumps(summary, sort_keys=True),
+            extra={"operation_id": record.id},
+        )
+
+    def _refresh_final(self, record: OperationRecord) -> None:
+        """A finished operation still tracking pending-offline panels: keep its status current."""
+        rows = self._store.get_panels(record.id)
+        summary = summarize(rows)
+        if summary != dict(record.summary) and not any(not row.settled for row in rows):
+            self._finish(record, rows)
+
+    def sweep(self, *, limit: int = SWEEP_OPERATIONS) -> int:
+        """Re-enqueue work for panels nobody touched for `stale_after_s` (a lost or poisoned message).
+
+        Messages normally carry every panel to its end; this is the safety net that makes "no panel is
+        silently dropped" hold even when a message was lost. Returns how many panels were re-enqueued.
+        """
+        now = self._clock.now()
+        stale = timedelta(seconds=self._settings.stale_after_s)
+        count = 0
+        for record in self._store.list_operations(kind=None, limit=limit):
+            tracking = record.summary.get("pending-offline", 0) > 0
+            if record.status != OperationStatus.RUNNING.value and not tracking:
+                continue
+            later: dict[tuple[str, float], list[str]] = defaultdict(list)
+            for row in self._store.get_panels(record.id):
+                idle = now - (row.updated_at or record.created_at)
+                if row.state == PanelState.PENDING_OFFLINE:
+                    if idle >= stale + timedelta(seconds=self._settings.offline_recheck_s):
+                        later[(FLEET_VERIFY_QUEUE, 0.0)].append(row.key)
+                elif row.state == PanelState.VERIFYING and idle >= stale:
+                    later[(FLEET_VERIFY_QUEUE, 0.0)].append(row.key)
+                elif (row.state == PanelState.APPLYING and row.lease_until and row.lease_until <= now) or (
+                    row.state == PanelState.QUEUED and row.stage <= record.current_stage and idle >= stale
+                ):
+                    later[(FLEET_APPLY_QUEUE, 0.0)].append(row.key)
+            count += sum(len(keys) for keys in later.values())
+            self._rows.send_later(record.id, later, stage=record.current_stage)
+            self.advance(record.id)
+        return count
