@@ -7,15 +7,53 @@ in `/work/shared/reference/flux-image-policy.md`; each module cites the sections
 Modules: `semver` (Masterminds/semver v3.5 and Flux's tag parser), `goregex` (Go RE2 patterns and
 `Expand`), `gofloat` (Go `ParseFloat`), `policy` (the ImagePolicy pipeline and explanations),
 `exclusions` (ImageRepository exclusion lists and stored tag order), `manifests` (objects read from
-YAML), `setters` (markers and rewrites), `images` (canonical repository names).
+YAML), `setters` (markers and rewrites), `images` (canonical repository names), `digests` (digest
+reflection and ImagePolicy suspend), `extension_support` (which `microsoft.flux` extension version
+serves which image API versions and features).
 """
 
+from shared.image_policy.digests import (
+    DEFAULT_ALWAYS_INTERVAL_S,
+    INTERVAL_NOT_ACCEPTED,
+    INTERVAL_NOT_CONFIGURED_REASON,
+    INTERVAL_REQUIRED,
+    REFLECT_ALWAYS,
+    REFLECT_IF_NOT_PRESENT,
+    REFLECT_NEVER,
+    REFLECTION_POLICIES,
+    DigestOutcome,
+    digest_interval_seconds,
+    digest_lookup_needed,
+    digest_would_change,
+    effective_reflection_policy,
+    interval_rule_violation,
+    judge_digest,
+    next_latest_ref,
+    ref_in_markers,
+    reflect_digest,
+    reflection_policy_of,
+    uses_digest,
+)
 from shared.image_policy.errors import InvalidPolicy
 from shared.image_policy.exclusions import (
     DEFAULT_EXCLUSION_LIST,
     effective_exclusion_list,
     excluded_by,
     stored_tag_order,
+)
+from shared.image_policy.extension_support import (
+    FIRST_EXTENSION_WITH_IMAGE_V1,
+    RELEASES,
+    FluxExtensionRelease,
+    UnservedObject,
+    dry_run_error,
+    release_for,
+    served_api_versions,
+    serves,
+    supports_digest_reflection,
+    supports_digest_setter,
+    supports_policy_suspend,
+    unserved_objects,
 )
 from shared.image_policy.images import normalise_image
 from shared.image_policy.manifests import (
@@ -25,6 +63,7 @@ from shared.image_policy.manifests import (
     ImageUpdateAutomation,
     ManifestProblem,
     parse_duration,
+    parse_image_documents,
     parse_image_objects,
 )
 from shared.image_policy.policy import (
@@ -52,7 +91,19 @@ from shared.image_policy.setters import (
 )
 
 __all__ = [
+    "DEFAULT_ALWAYS_INTERVAL_S",
     "DEFAULT_EXCLUSION_LIST",
+    "FIRST_EXTENSION_WITH_IMAGE_V1",
+    "INTERVAL_NOT_ACCEPTED",
+    "INTERVAL_NOT_CONFIGURED_REASON",
+    "INTERVAL_REQUIRED",
+    "REFLECTION_POLICIES",
+    "REFLECT_ALWAYS",
+    "REFLECT_IF_NOT_PRESENT",
+    "REFLECT_NEVER",
+    "RELEASES",
+    "DigestOutcome",
+    "FluxExtensionRelease",
     "IgnoredMarker",
     "ImageObjects",
     "ImagePolicy",
@@ -67,24 +118,45 @@ __all__ = [
     "Rewrite",
     "Selection",
     "TagEvaluation",
+    "UnservedObject",
     "Version",
     "apply_rewrites",
     "compile_policy",
     "compute_rewrites",
     "compute_selection",
+    "digest_interval_seconds",
+    "digest_lookup_needed",
+    "digest_would_change",
+    "dry_run_error",
     "effective_exclusion_list",
+    "effective_reflection_policy",
     "evaluate_tag",
     "excluded_by",
     "files_in_update_path",
     "find_markers",
+    "interval_rule_violation",
+    "judge_digest",
+    "next_latest_ref",
     "normalise_image",
     "parse_duration",
+    "parse_image_documents",
     "parse_image_objects",
     "parse_range",
     "parse_version",
+    "ref_in_markers",
+    "reflect_digest",
+    "reflection_policy_of",
+    "release_for",
     "scan_markers",
     "select_latest",
     "select_latest_from_stored",
     "semver_range_matches",
+    "served_api_versions",
+    "serves",
     "stored_tag_order",
+    "supports_digest_reflection",
+    "supports_digest_setter",
+    "supports_policy_suspend",
+    "unserved_objects",
+    "uses_digest",
 ]

@@ -1,3 +1,4 @@
+# One module (>500 lines): Go's regexp/syntax grammar is translated token by token by one parser.
 """Go RE2 regular expressions (as `regexp.Compile` sees them) run on Python's `re`, and Go's `Expand`.
 
 Why: `filterTags.pattern` and `exclusionList` are Go regexes. Python's `re` accepts things Go

@@ -13,7 +13,7 @@ exception: one bad file must not hide the rest of the repository.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -296,41 +296,54 @@ def _automation(
 
 def parse_image_objects(files: Mapping[str, str]) -> ImageObjects:
     """Read every image automation object in `files` (repo path -> YAML text, multi-document)."""
-    repositories: list[ImageRepository] = []
-    policies: list[ImagePolicy] = []
-    automations: list[ImageUpdateAutomation] = []
+    documents: list[tuple[str, object]] = []
     problems: list[ManifestProblem] = []
     for path in sorted(files):
         try:
-            documents = list(yaml.safe_load_all(files[path]))
+            documents += [(path, document) for document in yaml.safe_load_all(files[path])]
         except yaml.YAMLError as error:
             problems.append(ManifestProblem(path, f"not valid YAML: {error}"))
+    return parse_image_documents(documents, problems=problems)
+
+
+def parse_image_documents(
+    documents: Iterable[tuple[str, object]], *, problems: Iterable[ManifestProblem] = ()
+) -> ImageObjects:
+    """Read the image automation objects among already-decoded documents, each with its source path.
+
+    For objects that do not come straight from files, e.g. the output of a kustomize build (what a
+    kustomization applies to a cluster); `problems` are carried into the result.
+    """
+    repositories: list[ImageRepository] = []
+    policies: list[ImagePolicy] = []
+    automations: list[ImageUpdateAutomation] = []
+    found: list[ManifestProblem] = list(problems)
+    for path, document in documents:
+        if not isinstance(document, Mapping):
             continue
-        for document in documents:
-            if not isinstance(document, Mapping):
-                continue
-            api_version = _text(document.get("apiVersion")) or ""
-            kind = document.get("kind")
-            if kind not in ("ImageRepository", "ImagePolicy", "ImageUpdateAutomation"):
-                continue
-            if not api_version.startswith(f"{GROUP}/"):
-                continue
-            metadata = _mapping(document.get("metadata"))
-            name = _text(metadata.get("name")) or ""
-            namespace = _text(metadata.get("namespace")) or DEFAULT_NAMESPACE
-            if api_version not in SUPPORTED_API_VERSIONS:
-                message = f"{kind} {namespace}/{name}: unsupported apiVersion {api_version}"
-                problems.append(ManifestProblem(path, message))
-                continue
-            base = (api_version, namespace, name, path)
-            if kind == "ImageRepository":
-                repository = _repository(document, base, problems)
-                if repository is not None:
-                    repositories.append(repository)
-            elif kind == "ImagePolicy":
-                policy = _policy(document, base, problems)
-                if policy is not None:
-                    policies.append(policy)
-            else:
-                automations.append(_automation(document, base, problems))
-    return ImageObjects(tuple(repositories), tuple(policies), tuple(automations), tuple(problems))
+        api_version = _text(document.get("apiVersion")) or ""
+        kind = document.get("kind")
+        if kind not in ("ImageRepository", "ImagePolicy", "ImageUpdateAutomation"):
+            continue
+        if not api_version.startswith(f"{GROUP}/"):
+            continue
+        metadata = _mapping(document.get("metadata"))
+        name = _text(metadata.get("name")) or ""
+        namespace = _text(metadata.get("namespace")) or DEFAULT_NAMESPACE
+        if api_version not in SUPPORTED_API_VERSIONS:
+            found.append(
+                ManifestProblem(path, f"{kind} {namespace}/{name}: unsupported apiVersion {api_version}")
+            )
+            continue
+        base = (api_version, namespace, name, path)
+        if kind == "ImageRepository":
+            repository = _repository(document, base, found)
+            if repository is not None:
+                repositories.append(repository)
+        elif kind == "ImagePolicy":
+            policy = _policy(document, base, found)
+            if policy is not None:
+                policies.append(policy)
+        else:
+            automations.append(_automation(document, base, found))
+    return ImageObjects(tuple(repositories), tuple(policies), tuple(automations), tuple(found))

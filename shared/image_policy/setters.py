@@ -1,3 +1,4 @@
+# One module (>500 lines): finding markers and rewriting them share one model of kyaml's scalars.
 """Setter markers (`# {"$imagepolicy": "ns:name[:tag|:name|:digest]"}`) and the edits Flux makes.
 
 image-automation-controller walks `spec.update.path`, screens files, reads each YAML scalar's
