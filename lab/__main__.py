@@ -17,8 +17,24 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--clusters", type=int, default=50)
     serve.add_argument("--subscriptions", type=int, default=1)
     serve.add_argument("--offline", type=int, default=0, help="panels that start offline")
+    serve.add_argument(
+        "--unconfigured",
+        type=int,
+        default=0,
+        help="more Arc-connected panels with no Flux extension and no Flux configuration (new panels)",
+    )
+    serve.add_argument(
+        "--no-runner", action="store_true", help="do not seed the image-automation runner ipc-automation-hub"
+    )
     serve.add_argument("--time-scale", type=float, default=1.0, help="lab seconds per real second")
     serve.add_argument("--no-azurite", action="store_true", help="do not start Azurite")
+    serve.add_argument(
+        "--resource-graph-lag",
+        type=float,
+        default=1.0,  # lab.resourcegraph.service.DEFAULT_LAG_S
+        metavar="SECONDS",
+        help="lab seconds Resource Graph lags ARM (default 1; 0 for none)",
+    )
     host = sub.add_parser("host", help="run function_app.py as the Functions host does, against the lab")
     host.add_argument("--lab", type=Path, required=True, help="the lab's state dir (with lab.json)")
     host.add_argument("--port", type=int, default=7071)
@@ -49,6 +65,10 @@ def main(argv: list[str] | None = None) -> int:
             )
         if args.time_scale <= 0:
             parser.error("--time-scale must be positive")
+        if args.resource_graph_lag < 0:
+            parser.error("--resource-graph-lag must not be negative")
+        if args.unconfigured < 0 or args.offline < 0:
+            parser.error("--unconfigured and --offline must not be negative")
         from lab.server import Lab
         from lab.server import serve as run_serve
 
@@ -58,7 +78,10 @@ def main(argv: list[str] | None = None) -> int:
             subscriptions=args.subscriptions,
             time_scale=args.time_scale,
             offline=args.offline,
+            unconfigured=args.unconfigured,
+            runner=not args.no_runner,
             azurite=not args.no_azurite,
+            resource_graph_lag=args.resource_graph_lag,
         )
         asyncio.run(run_serve(lab))
         return 0

@@ -83,6 +83,9 @@ class LabProcess:
         offline: int = 0,
         time_scale: float = 1.0,
         azurite: bool = True,
+        unconfigured: int = 0,
+        runner: bool = True,
+        resource_graph_lag: float | None = None,
         log_path: Path | None = None,
     ) -> None:
         self.state_dir = state_dir
@@ -104,6 +107,12 @@ class LabProcess:
         ]
         if not azurite:
             self.args.append("--no-azurite")
+        if unconfigured:
+            self.args += ["--unconfigured", str(unconfigured)]
+        if not runner:
+            self.args.append("--no-runner")
+        if resource_graph_lag is not None:
+            self.args += ["--resource-graph-lag", str(resource_graph_lag)]
         self.log_path = log_path or state_dir / "lab.log"
         self.process: subprocess.Popen[bytes] | None = None
 

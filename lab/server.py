@@ -41,6 +41,7 @@ SERVICE_MODULES = (
     "lab.vssps",
     "lab.acr",
     "lab.arm",
+    "lab.resourcegraph",  # reads the fleet ARM seeded; serves on ARM's listener
     "lab.keyvault",
     "lab.eventgrid",
     "lab.imageautomation",
@@ -70,13 +71,22 @@ class Lab:
         subscriptions: int = 1,
         time_scale: float = 1.0,
         offline: int = 0,
+        unconfigured: int = 0,
+        runner: bool = True,
         azurite: bool = True,
+        resource_graph_lag: float = 1.0,  # lab.resourcegraph.service.DEFAULT_LAG_S
         repo_root: Path | None = None,
     ) -> None:
         self.state_dir = state_dir
         self.cluster_count = clusters
         self.subscription_count = subscriptions
         self.offline_count = offline
+        # Panels connected to Arc with nothing on them yet, and whether the automation runner exists
+        # (lab/docs/arm.md, "Unconfigured and new panels", "The runner").
+        self.unconfigured_count = unconfigured
+        self.runner = runner
+        # Lab seconds Resource Graph lags ARM (lab/docs/resourcegraph.md, "Lag").
+        self.resource_graph_lag = resource_graph_lag
         self.repo_root = repo_root or Path(__file__).resolve().parent.parent
         self.clock = LabClock(time_scale=time_scale)
         self.tokens = TokenStore()

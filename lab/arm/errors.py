@@ -93,6 +93,31 @@ class BadRequest(ArmError):
     code = "BadRequest"
 
 
+class ValidationFailed(ArmError):
+    """The Flux RP's own validation as it names it (`(ValidationFailed) Invalid source kind match. ...`,
+    quoted from an `az k8s-configuration flux update` answer in gbaeke/quick-guides#2)."""
+
+    code = "ValidationFailed"
+
+
+class FluxExtensionNotInstalled(ValidationFailed):
+    """A Flux configuration cannot be created where microsoft.flux does not run.
+
+    "The microsoft.flux extension must be installed in the cluster before one or more
+    fluxConfigurations can be created" (conceptual-gitops-flux2.md, quoted in MicrosoftDocs/azure-docs#86695).
+    The RP's message for it is not published; this one is the lab's, after the CLI's own check
+    (azure-cli-extensions k8s-configuration `FLUX_EXTENSION_NOT_SUCCEEDED_OR_CREATING_ERROR`).
+    """
+
+    def __init__(self, cluster: str, state: str | None) -> None:
+        found = "is not installed" if state is None else f"is in the '{state}' state"
+        super().__init__(
+            f"The 'microsoft.flux' extension {found} on the cluster '{cluster}'. The extension must be "
+            "installed and in a 'Succeeded' state before Flux configurations can be created.",
+            target="properties",
+        )
+
+
 class InvalidResourceType(ArmError):
     code = "InvalidResourceType"
 
@@ -177,6 +202,15 @@ class ResourceNotFound(ArmError):
             f"The Resource '{resource_type}/{name}' under resource group '{group}' was not found. "
             "For more details please go to https://aka.ms/ARMResourceNotFoundFix"
         )
+
+
+class ExtensionNotFound(ResourceNotFound):
+    """The extensions RP's own 404: `{"code": "ResourceNotFound", "message": "Extension instance with
+    name 'flux' not found."}` (a deployment error quoted in Azure/AKS-Construction#291)."""
+
+    def __init__(self, name: str) -> None:
+        # Skips ResourceNotFound's constructor: its message is ARM's generic one, not the RP's.
+        ArmError.__init__(self, f"Extension instance with name '{name}' not found.")
 
 
 class MethodNotAllowed(ArmError):

@@ -38,7 +38,7 @@ from lab.arm.errors import (
     ResourceNotFound,
     SubscriptionRequestsThrottled,
 )
-from lab.arm.models import ArmBackend, Operation, WriteResult
+from lab.arm.models import ArmBackend, ExtensionWrite, Operation, WriteResult
 from lab.arm.routes import Route, match, subscription_of
 from lab.arm.throttling import (
     OPERATION_WORD,
@@ -54,8 +54,10 @@ from lab.fleet.model import CONNECTED_CLUSTER_TYPE, LOCATION, Actor
 
 # ARM pages lists of connectedClusters 100 at a time.
 PAGE_SIZE = 100
-# What the spec examples send as `x-ms-async-operation-timeout`.
+# What the spec examples send as `x-ms-async-operation-timeout`: PT48H for writes, PT1H for a
+# fluxConfigurations DELETE (DeleteFluxConfiguration.json, 2025-04-01).
 ASYNC_OPERATION_TIMEOUT = "PT48H"
+DELETE_OPERATION_TIMEOUT = "PT1H"
 _ALLOWED_AUDIENCES = frozenset(normalise_audience(audience) for audience in ARM_ALLOWED_AUDIENCES)
 _JSON = "application/json; charset=utf-8"
 _API_VERSIONS = {
@@ -67,6 +69,7 @@ _API_VERSIONS = {
     "flux_operation": ("fluxConfigurations/operations", wire.FLUX_API_VERSIONS),
     "extension_list": ("extensions", wire.EXTENSION_API_VERSIONS),
     "extension": ("extensions", wire.EXTENSION_API_VERSIONS),
+    "extension_operation": ("extensions/operations", wire.EXTENSION_API_VERSIONS),
 }
 
 
@@ -194,6 +197,9 @@ class ArmResponses:
         if route.kind == "flux" and method in ("PUT", "PATCH"):
             body = await _read_json(request)
             return self._write_flux(route, method, body, api_version, actor_of(principal))
+        if route.kind == "extension" and method in ("PUT", "PATCH"):
+            body = await _read_json(request)
+            return self._write_extension(route, method, body, api_version, actor_of(principal))
         handler = self._readers.get((route.kind, method)) if method in ("GET", "DELETE") else None
         if handler is None:
             raise MethodNotAllowed(method)
@@ -252,7 +258,9 @@ class ArmResponses:
             status = 201 if result.created else 200
         else:
             _, current = self.backend.flux_configurations_get(*args)
-            spec, new_protected = wire.apply_patch_body(current.spec, body, api_version)
+            spec, new_protected = wire.apply_patch_body(
+                current.spec, body, api_version, protected=current.protected_settings
+            )
             result = self.backend.flux_configurations_update(
                 *args, spec=spec, protected_settings=new_protected, actor=actor
             )
@@ -261,15 +269,17 @@ class ArmResponses:
         headers = self._lro_headers(result.operation, api_version) if result.operation else None
         return _Answer(status, document, headers)
 
-    def _delete_flux(self, route: Route, _: web.Request, api_version: str) -> _Answer:
-        operation = self.backend.flux_configurations_delete(
-            route.subscription, route.group, route.cluster, route.name
+    def _delete_flux(self, route: Route, request: web.Request, api_version: str) -> _Answer:
+        outcome = self.backend.flux_configurations_delete(
+            route.subscription, route.group, route.cluster, route.name, force=_force_delete(request)
         )
-        if operation is None:
+        if outcome == "gone":
             return _Answer(204)
-        return _Answer(202, None, self._lro_headers(operation, api_version))
+        if outcome == "forced":
+            return _Answer(200)
+        return _Answer(202, None, self._lro_headers(outcome, api_version))
 
-    def _get_flux_operation(self, route: Route, _: web.Request, api_version: str) -> _Answer:
+    def _get_flux_operation(self, route: Route, _: web.Request, __: str) -> _Answer:
         operation = self.backend.flux_config_operation_status_get(
             route.subscription,
             route.group,
@@ -277,12 +287,17 @@ class ArmResponses:
             route.name,
             route.operation_id,
         )
+        return self._operation_answer(operation)
+
+    def _operation_answer(self, operation: Operation) -> _Answer:
+        """OperationStatusResult `{id, name, status, properties, error}`; a failure carries its error."""
+        error = operation.error if operation.status == "Failed" else None
         body = wire.OperationStatusWire(
             id=_operation_path(operation),
             name=operation.id,
             status=operation.status,
             properties={},
-            error=None,
+            error=None if error is None else wire.ErrorDetailWire(code=error.code, message=error.message),
         )
         headers = None
         if operation.status == "Running":
@@ -291,11 +306,14 @@ class ArmResponses:
 
     def _lro_headers(self, operation: Operation, api_version: str) -> dict[str, str]:
         url = f"{self._endpoint()}{_operation_path(operation)}?api-version={api_version}"
+        deleting_flux = operation.kind == "delete" and operation.resource_kind == "fluxConfigurations"
         return {
             "Azure-AsyncOperation": url,
             "Operation-Location": url,
             "Retry-After": str(self._retry_after(operation)),
-            "x-ms-async-operation-timeout": ASYNC_OPERATION_TIMEOUT,
+            "x-ms-async-operation-timeout": DELETE_OPERATION_TIMEOUT
+            if deleting_flux
+            else ASYNC_OPERATION_TIMEOUT,
         }
 
     def _retry_after(self, operation: Operation) -> int:
@@ -304,15 +322,61 @@ class ArmResponses:
         return max(1, math.ceil(remaining))
 
     # --- extensions ---------------------------------------------------------------------------------
-    def _get_extension(self, route: Route, _: web.Request, __: str) -> _Answer:
-        panel = self.backend.extensions_get(route.subscription, route.group, route.cluster, route.name)
-        return _Answer(200, wire.render_flux_extension(panel, self.tenant_id))
-
-    def _list_extensions(self, route: Route, _: web.Request, __: str) -> _Answer:
-        panel = self.backend.extensions_list(route.subscription, route.group, route.cluster)
-        return _Answer(
-            200, wire.ListPageWire(value=[wire.render_flux_extension(panel, self.tenant_id)], nextLink=None)
+    def _get_extension(self, route: Route, _: web.Request, api_version: str) -> _Answer:
+        panel, extension = self.backend.extensions_get(
+            route.subscription, route.group, route.cluster, route.name
         )
+        return _Answer(200, wire.render_extension(panel, extension, api_version, self.tenant_id))
+
+    def _list_extensions(self, route: Route, _: web.Request, api_version: str) -> _Answer:
+        panel, extensions = self.backend.extensions_list(route.subscription, route.group, route.cluster)
+        return _Answer(
+            200,
+            wire.ListPageWire(
+                value=[wire.render_extension(panel, ext, api_version, self.tenant_id) for ext in extensions],
+                nextLink=None,
+            ),
+        )
+
+    def _write_extension(
+        self, route: Route, method: str, body: object, api_version: str, actor: Actor
+    ) -> _Answer:
+        """Extensions_Create (PUT: 201 new / 200 existing, always an LRO) and Extensions_Update (PATCH:
+        202 with an LRO, 200 when nothing changes), as extensions.json 2025-03-01 declares them."""
+        args = (route.subscription, route.group, route.cluster, route.name)
+        result: ExtensionWrite
+        if method == "PUT":
+            spec, protected = wire.parse_extension_put(body, api_version)
+            result = self.backend.extensions_create(
+                *args, spec=spec, protected_settings=protected, actor=actor
+            )
+            status = 201 if result.created else 200
+        else:
+            _, current = self.backend.extensions_get(*args)
+            spec, new_protected = wire.apply_extension_patch(current.spec, body, api_version)
+            result = self.backend.extensions_update(
+                *args, spec=spec, protected_settings=new_protected, actor=actor
+            )
+            status = 200 if result.operation is None else 202
+        document = wire.render_extension(result.panel, result.extension, api_version, self.tenant_id)
+        headers = self._lro_headers(result.operation, api_version) if result.operation else None
+        return _Answer(status, document, headers)
+
+    def _delete_extension(self, route: Route, request: web.Request, api_version: str) -> _Answer:
+        outcome = self.backend.extensions_delete(
+            route.subscription, route.group, route.cluster, route.name, force=_force_delete(request)
+        )
+        if outcome == "gone":
+            return _Answer(204)
+        if outcome == "forced":
+            return _Answer(200)
+        return _Answer(202, None, self._lro_headers(outcome, api_version))
+
+    def _get_extension_operation(self, route: Route, _: web.Request, __: str) -> _Answer:
+        operation = self.backend.operation_status_get(
+            route.subscription, route.group, route.cluster, route.name, route.operation_id
+        )
+        return self._operation_answer(operation)
 
     _readers: ClassVar[dict[tuple[str, str], Callable[[ArmResponses, Route, web.Request, str], _Answer]]] = {
         ("clusters_by_subscription", "GET"): _list_clusters,
@@ -324,6 +388,8 @@ class ArmResponses:
         ("flux_operation", "GET"): _get_flux_operation,
         ("extension_list", "GET"): _list_extensions,
         ("extension", "GET"): _get_extension,
+        ("extension", "DELETE"): _delete_extension,
+        ("extension_operation", "GET"): _get_extension_operation,
     }
 
 
@@ -339,8 +405,18 @@ def _provider_and_type(path: str) -> tuple[str, str]:
 
 
 def _operation_path(operation: Operation) -> str:
-    """The operation-status resource, as the spec's `FluxConfigOperationStatus_Get` names it."""
-    return f"{wire.flux_config_id(operation.panel, operation.config.name)}/operations/{operation.id}"
+    """The operation-status resource, as `FluxConfigOperationStatus_Get` / `OperationStatus_Get` name it."""
+    if operation.resource_kind == "fluxConfigurations":
+        resource = wire.flux_config_id(operation.panel, operation.resource.name)
+    else:
+        resource = wire.extension_id(operation.panel, operation.resource.name)
+    return f"{resource}/operations/{operation.id}"
+
+
+def _force_delete(request: web.Request) -> bool:
+    """`forceDelete` as a boolean query parameter ("Delete the extension resource in Azure - not the
+    normal asynchronous delete")."""
+    return request.query.get("forceDelete", "").lower() == "true"
 
 
 def _skip_token(value: str | None) -> int:

@@ -19,6 +19,7 @@ RouteKind = Literal[
     "flux_operation",
     "extension_list",
     "extension",
+    "extension_operation",
 ]
 
 _K8S = "microsoft.kubernetes"
@@ -86,4 +87,6 @@ def _configuration_route(parts: list[str], lower: list[str]) -> Route | None:
             return Route("extension_list", **base)
         if len(rest) == 2:
             return Route("extension", name=rest[1], **base)
+        if len(rest) == 4 and rest_lower[2] == "operations":
+            return Route("extension_operation", name=rest[1], operation_id=rest[3], **base)
     return None

@@ -1,21 +1,34 @@
 """ARM wire shapes: parse request bodies into the fleet model, render the model as ARM returns it.
 
-Shapes follow the azure-rest-api-specs examples for fluxConfigurations 2025-04-01 (and 2024-11-01,
-2023-05-01), connectedClusters 2024-01-01/2026-05-01 and extensions 2025-03-01. Parsing is strict
-about JSON types (a wrong type is ARM's `InvalidRequestContent`), applies the spec's defaults, and
-ignores read-only and unknown fields, as ARM does. `configurationProtectedSettings` is write-only:
-it is parsed here and never rendered. Fields that an older api-version does not know are neither
-read from its requests nor shown in its responses (`gitRepository.provider` before 2024-11-01,
-`ociRepository` before 2025-04-01).
+(Over 500 lines on purpose: every ARM shape the lab serves, request and response, for the three
+resource types, in one place, so a reader checks it against the specs in one file.)
+
+Shapes follow azure-rest-api-specs: fluxConfigurations 2025-04-01 (`fluxConfigurations/models.tsp`, the
+examples `GetFluxConfiguration.json`, `CreateFluxConfiguration.json`, `PatchFluxConfiguration.json`,
+`DeleteFluxConfiguration.json`) and 2024-11-01 / 2023-05-01 (`fluxconfiguration.json`),
+connectedClusters 2024-01-01/2026-05-01, and extensions 2025-03-01 (`extensions/models.tsp` with its
+`@added(v2025_03_01)` markers, `Extension.tsp`, the examples `CreateExtension.json`, `GetExtension.json`,
+`PatchExtension.json`, `DeleteExtension.json`, `GetExtensionAsyncOperationStatus.json`) and the
+2024-11-01 / 2023-05-01 `extensions.json`. Every property of a response schema is present, `null`
+where unset, as ARM's serialiser writes it (the examples show `"tag": null`, `"errorInfo": null`).
+
+Parsing is strict about JSON types (a wrong type is ARM's `InvalidRequestContent`), applies the spec's
+defaults, and ignores read-only and unknown fields, as ARM does. `configurationProtectedSettings` is
+write-only: it is parsed here and never rendered for Flux configurations (`x-ms-secret`; extensions show
+an empty map, as `az k8s-extension show` prints it). Fields that an older api-version does not know are
+neither read from its requests nor shown in its responses (`gitRepository.provider` before 2024-11-01,
+`ociRepository` before 2025-04-01; `autoUpgradeMode`, `managementDetails`, `additionalDetails`,
+`extensionState`, `managedBy` and the `aksAssignedIdentity` ids before 2025-03-01).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime, timedelta
-from typing import Any, NotRequired, TypedDict
+from datetime import datetime
+from typing import Any, Literal, NotRequired, TypedDict
 
 from lab.arm.errors import BadRequest, InvalidRequestContent
+from lab.arm.repository_keys import repository_public_key
 from lab.core.clock import iso
 from lab.fleet.model import (
     CONNECTED_CLUSTER_TYPE,
@@ -23,10 +36,10 @@ from lab.fleet.model import (
     DEFAULT_TIMEOUT_S,
     EXTENSION_TYPE,
     FLUX_CONFIGURATION_TYPE,
-    FLUX_EXTENSION_NAME,
-    FLUX_EXTENSION_TYPE,
     FLUX_NAMESPACE,
     Actor,
+    Extension,
+    ExtensionSpec,
     FluxConfig,
     FluxSpec,
     GitRepositorySpec,
@@ -43,6 +56,7 @@ CLUSTER_API_VERSIONS = ("2021-10-01", "2024-01-01", "2026-03-01", "2026-05-01")
 EXTENSION_API_VERSIONS = ("2023-05-01", "2024-11-01", "2025-03-01")
 _PROVIDER_SINCE = "2024-11-01"  # gitRepository.provider
 _OCI_SINCE = "2025-04-01"  # sourceKind OCIRepository / ociRepository
+_EXTENSION_2025_SINCE = "2025-03-01"  # autoUpgradeMode, managementDetails, additionalDetails, extensionState
 
 SOURCE_KINDS = ("GitRepository", "Bucket", "AzureBlob", "OCIRepository")
 SCOPES = ("cluster", "namespace")
@@ -57,12 +71,11 @@ _PATCHABLE = (
     "ociRepository",
     "kustomizations",
 )
+AUTO_UPGRADE_MODES = ("none", "patch", "compatible")
 # Arc cluster facts the lab shows for every panel (AKS Edge Essentials on K3s).
 _KUBERNETES_VERSION = "1.30.4"
 _ARC_AGENT_VERSION = "1.21.10"
 _CORES_PER_PANEL = 4
-# Arc's managed-identity certificate is valid for 90 days; the lab shows it renewed at onboarding.
-_MSI_CERT_DAYS = 90
 
 
 # --- wire TypedDicts ----------------------------------------------------------------------------------
@@ -101,7 +114,14 @@ class ResourceWire(TypedDict):
     properties: dict[str, Any]
     location: NotRequired[str]
     tags: NotRequired[dict[str, str]]
-    identity: NotRequired[dict[str, str]]
+    identity: NotRequired[dict[str, str] | None]
+    plan: NotRequired[dict[str, Any] | None]
+    managedBy: NotRequired[str | None]
+
+
+class ErrorDetailWire(TypedDict):
+    code: str
+    message: str
 
 
 class ListPageWire(TypedDict):
@@ -114,7 +134,7 @@ class OperationStatusWire(TypedDict):
     name: str
     status: str
     properties: dict[str, Any]
-    error: None
+    error: ErrorDetailWire | None
 
 
 def at_least(api_version: str, since: str) -> bool:
@@ -312,13 +332,20 @@ def merge_patch(target: object, patch: object) -> object:
 
 
 def apply_patch_body(
-    spec: FluxSpec, body: object, api_version: str
+    spec: FluxSpec, body: object, api_version: str, *, protected: Mapping[str, str] | None = None
 ) -> tuple[FluxSpec, dict[str, str] | None]:
-    """Merge a FluxConfigurationPatch into `spec`; returns the new spec and any new protected settings.
+    """Merge a FluxConfigurationPatch into `spec` (and `protected`, the current protected settings);
+    returns the new spec, and the new protected settings when the patch names any (else None).
 
     Only the patchable fields are read (scope, namespace and the reconciliation-wait fields cannot
-    be patched; read-only fields are ignored). `configurationProtectedSettings`, when present,
-    replaces the whole protected map.
+    be patched; read-only fields are ignored). `configurationProtectedSettings` is merged like every
+    other map of the body, by JSON merge patch (RFC 7396): a key with a value sets it, a key with
+    `null` removes it, an absent key is kept, so `{}` changes nothing. ARM's RPC requires merge-patch
+    semantics for PATCH bodies (ARM guideline RPC-V2-Patch-3, "The properties in the patch body must
+    ... follow json merge patch", Azure/azure-openapi-validator docs/consistent-patch-properties.md),
+    and the Azure CLI relies on it for maps: `az k8s-configuration flux kustomization delete` sends
+    `{"kustomizations": {name: null}}`, and `flux update --https-key` sends only `httpsKey`
+    (azure-cli-extensions src/k8s-configuration/.../providers/FluxConfigurationProvider.py).
     """
     patch_props = _object(_object(body, "").get("properties", {}), "properties")
     current = writable_properties(spec, api_version)
@@ -350,7 +377,26 @@ def apply_patch_body(
         new_spec = _with_provider(new_spec, spec.git_repository.provider)
     if not at_least(api_version, _OCI_SINCE) and spec.oci_repository is not None:
         new_spec = _replace_spec(new_spec, oci_repository=spec.oci_repository)
-    return new_spec, parse_protected_settings(patch_props)
+    return new_spec, _merge_protected(protected or {}, patch_props)
+
+
+def _merge_protected(current: Mapping[str, str], props: Mapping[str, Any]) -> dict[str, str] | None:
+    """The protected settings after a PATCH's `configurationProtectedSettings` (merge patch)."""
+    if "configurationProtectedSettings" not in props:
+        return None
+    value = props["configurationProtectedSettings"]
+    if value is None:
+        return {}  # the whole map set to null: every protected setting removed
+    patch = _object(value, "properties.configurationProtectedSettings")
+    for key, item in patch.items():
+        if item is not None and not isinstance(item, str):
+            raise InvalidRequestContent(
+                f"Could not convert {_json_type(item)} to string.",
+                path=f"properties.configurationProtectedSettings.{key}",
+            )
+    merged = merge_patch(dict(current), patch)
+    assert isinstance(merged, dict)
+    return {str(key): str(item) for key, item in merged.items()}
 
 
 def _with_provider(spec: FluxSpec, provider: str | None) -> FluxSpec:
@@ -365,32 +411,27 @@ def _replace_spec(spec: FluxSpec, **changes: Any) -> FluxSpec:
 
 # --- fluxConfigurations: model -> wire ------------------------------------------------------------
 def _git_wire(git: GitRepositorySpec, api_version: str) -> dict[str, Any]:
+    """Every GitRepositoryDefinition field, null where unset (`repositoryRef` too)."""
     ref = git.repository_ref
     wire: dict[str, Any] = {
         "url": git.url,
         "timeoutInSeconds": git.timeout_in_seconds,
         "syncIntervalInSeconds": git.sync_interval_in_seconds,
-    }
-    if ref is not None:
-        wire["repositoryRef"] = {
-            "branch": ref.branch,
-            "tag": ref.tag,
-            "semver": ref.semver,
-            "commit": ref.commit,
-        }
-    optional = {
+        "repositoryRef": None
+        if ref is None
+        else {"branch": ref.branch, "tag": ref.tag, "semver": ref.semver, "commit": ref.commit},
         "sshKnownHosts": git.ssh_known_hosts,
         "httpsUser": git.https_user,
         "httpsCACert": git.https_ca_cert,
         "localAuthRef": git.local_auth_ref,
     }
     if at_least(api_version, _PROVIDER_SINCE):
-        optional["provider"] = git.provider
-    wire.update({key: value for key, value in optional.items() if value is not None})
+        wire["provider"] = git.provider
     return wire
 
 
 def _kustomization_wire(kustomization: KustomizationSpec, *, with_name: bool) -> dict[str, Any]:
+    """Every KustomizationDefinition field; `name` is read-only, so only responses carry it."""
     wire: dict[str, Any] = {"name": kustomization.name} if with_name else {}
     wire.update(
         {
@@ -398,39 +439,36 @@ def _kustomization_wire(kustomization: KustomizationSpec, *, with_name: bool) ->
             "dependsOn": list(kustomization.depends_on),
             "timeoutInSeconds": kustomization.timeout_in_seconds,
             "syncIntervalInSeconds": kustomization.sync_interval_in_seconds,
+            "retryIntervalInSeconds": kustomization.retry_interval_in_seconds,
             "prune": kustomization.prune,
             "force": kustomization.force,
             "wait": kustomization.wait,
+            "postBuild": dict(kustomization.post_build) if kustomization.post_build is not None else None,
         }
     )
-    if kustomization.retry_interval_in_seconds is not None:
-        wire["retryIntervalInSeconds"] = kustomization.retry_interval_in_seconds
-    if kustomization.post_build is not None:
-        wire["postBuild"] = dict(kustomization.post_build)
     return wire
 
 
 def writable_properties(spec: FluxSpec, api_version: str, *, with_names: bool = False) -> dict[str, Any]:
+    """The writable FluxConfigurationProperties of `api_version`, in the spec's order, null where unset."""
     props: dict[str, Any] = {
         "scope": spec.scope,
         "namespace": spec.namespace,
         "sourceKind": spec.source_kind,
         "suspend": spec.suspend,
+        "gitRepository": _git_wire(spec.git_repository, api_version)
+        if spec.git_repository is not None
+        else None,
+        "bucket": dict(spec.bucket) if spec.bucket is not None else None,
+        "azureBlob": dict(spec.azure_blob) if spec.azure_blob is not None else None,
     }
-    if spec.git_repository is not None:
-        props["gitRepository"] = _git_wire(spec.git_repository, api_version)
-    for key, value in (("bucket", spec.bucket), ("azureBlob", spec.azure_blob)):
-        if value is not None:
-            props[key] = dict(value)
-    if spec.oci_repository is not None and at_least(api_version, _OCI_SINCE):
-        props["ociRepository"] = dict(spec.oci_repository)
+    if at_least(api_version, _OCI_SINCE):
+        props["ociRepository"] = dict(spec.oci_repository) if spec.oci_repository is not None else None
     props["kustomizations"] = {
         k.name: _kustomization_wire(k, with_name=with_names) for k in spec.kustomizations
     }
-    if spec.wait_for_reconciliation is not None:
-        props["waitForReconciliation"] = spec.wait_for_reconciliation
-    if spec.reconciliation_wait_duration is not None:
-        props["reconciliationWaitDuration"] = spec.reconciliation_wait_duration
+    props["waitForReconciliation"] = spec.wait_for_reconciliation
+    props["reconciliationWaitDuration"] = spec.reconciliation_wait_duration
     return props
 
 
@@ -473,20 +511,26 @@ def flux_config_id(panel: Panel, name: str) -> str:
 
 
 def render_flux_config(panel: Panel, config: FluxConfig, api_version: str) -> ResourceWire:
+    """Every FluxConfigurationProperties field of `api_version` but the write-only protected settings."""
     report = config.report
-    props = writable_properties(config.spec, api_version, with_names=True)
-    props.update(
-        {
-            "statuses": [_status_wire(status) for status in report.statuses],
-            "repositoryPublicKey": None,
-            "sourceSyncedCommitId": report.source_synced_commit_id,
-            "sourceUpdatedAt": iso(report.source_updated_at) if report.source_updated_at else None,
-            "statusUpdatedAt": iso(report.status_updated_at) if report.status_updated_at else None,
-            "complianceState": report.compliance_state,
-            "provisioningState": config.provisioning_state,
-            "errorMessage": report.error_message,
-        }
+    writable = writable_properties(config.spec, api_version, with_names=True)
+    wait_for, wait_duration = (
+        writable.pop("waitForReconciliation"),
+        writable.pop("reconciliationWaitDuration"),
     )
+    props = {
+        **writable,
+        "statuses": [_status_wire(status) for status in report.statuses],
+        "repositoryPublicKey": repository_public_key(config.spec.source_kind, config.uid),
+        "sourceSyncedCommitId": report.source_synced_commit_id,
+        "sourceUpdatedAt": iso(report.source_updated_at) if report.source_updated_at else None,
+        "statusUpdatedAt": iso(report.status_updated_at) if report.status_updated_at else None,
+        "waitForReconciliation": wait_for,
+        "reconciliationWaitDuration": wait_duration,
+        "complianceState": report.compliance_state,
+        "provisioningState": config.provisioning_state,
+        "errorMessage": report.error_message,
+    }
     return ResourceWire(
         id=flux_config_id(panel, config.name),
         name=config.name,
@@ -516,7 +560,8 @@ def render_connected_cluster(panel: Panel, now: datetime, tenant_id: str) -> Res
         "distributionVersion": "1.0",
         "infrastructure": "generic",
         "offering": "AKS_Edge_Essentials",
-        "managedIdentityCertificateExpirationTime": iso(ident.created_at + timedelta(days=_MSI_CERT_DAYS)),
+        # When the certificate the agents hold expires (renewed while connected; see Connectivity).
+        "managedIdentityCertificateExpirationTime": iso(connectivity.certificate_expires_at),
         "lastConnectivityTime": iso(connectivity.last_connectivity_time(now)),
         "connectivityStatus": connectivity.status(now),
         "privateLinkState": "Disabled",
@@ -544,34 +589,220 @@ def render_connected_cluster(panel: Panel, now: datetime, tenant_id: str) -> Res
     )
 
 
-# --- extensions -----------------------------------------------------------------------------------
-def render_flux_extension(panel: Panel, tenant_id: str) -> ResourceWire:
-    ident = panel.identity
-    settings = {"multiTenancy.enforce": "false"}
-    if ident.supports_workload_identity:
-        settings["workloadIdentity.enable"] = "true"
+# --- extensions: body -> model ------------------------------------------------------------------------
+def _string_map(value: object, path: str) -> dict[str, str] | None:
+    if value is None:
+        return None
+    settings = _object(value, path)
+    for key, item in settings.items():
+        if not isinstance(item, str):
+            raise InvalidRequestContent(
+                f"Could not convert {_json_type(item)} to string.", path=f"{path}.{key}"
+            )
+    return dict(settings)
+
+
+def _extension_scope(value: object) -> tuple[Literal["cluster", "namespace"], str]:
+    """`scope`: either `{cluster: {releaseNamespace}}` or `{namespace: {targetNamespace}}`, not both."""
+    if value is None:
+        return "cluster", FLUX_NAMESPACE  # microsoft.flux installs into flux-system
+    scope = _object(value, "properties.scope")
+    cluster, namespace = scope.get("cluster"), scope.get("namespace")
+    if cluster is not None and namespace is not None:
+        raise BadRequest(
+            "Scope of the extension can be either Cluster or Namespace; but not both.",
+            target="properties.scope",
+        )
+    if namespace is not None:
+        target = _optional(
+            _object(namespace, "properties.scope.namespace"),
+            "targetNamespace",
+            str,
+            "properties.scope.namespace",
+        )
+        return "namespace", target or FLUX_NAMESPACE
+    if cluster is not None:
+        release = _optional(
+            _object(cluster, "properties.scope.cluster"), "releaseNamespace", str, "properties.scope.cluster"
+        )
+        return "cluster", release or FLUX_NAMESPACE
+    return "cluster", FLUX_NAMESPACE
+
+
+def parse_extension_put(body: object, api_version: str) -> tuple[ExtensionSpec, dict[str, str]]:
+    """Extensions_Create: the spec with the schema's defaults, and the write-only protected settings."""
+    root = _object(body, "")
+    props = _object(root.get("properties"), "properties")
+    path = "properties"
+    extension_type = _optional(props, "extensionType", str, path)
+    if not extension_type:
+        raise BadRequest("'properties.extensionType' is required.", target="properties.extensionType")
+    auto_upgrade = _optional(props, "autoUpgradeMinorVersion", bool, path)
+    identity = root.get("identity")
+    identity_type = None
+    if identity is not None:
+        identity_type = _enum(
+            _optional(_object(identity, "identity"), "type", str, "identity"),
+            ("SystemAssigned",),
+            "identity.type",
+        )
+    newer = at_least(api_version, _EXTENSION_2025_SINCE)
+    scope_kind, scope_namespace = _extension_scope(props.get("scope"))
+    spec = ExtensionSpec(
+        extension_type=extension_type,
+        auto_upgrade_minor_version=True if auto_upgrade is None else auto_upgrade,
+        release_train=_optional(props, "releaseTrain", str, path) or "Stable",
+        version=_optional(props, "version", str, path),
+        scope_kind=scope_kind,
+        scope_namespace=scope_namespace,
+        configuration_settings=_string_map(
+            props.get("configurationSettings"), f"{path}.configurationSettings"
+        )
+        or {},
+        identity_type=identity_type,
+        auto_upgrade_mode=_enum(
+            _optional(props, "autoUpgradeMode", str, path), AUTO_UPGRADE_MODES, f"{path}.autoUpgradeMode"
+        )
+        if newer
+        else None,
+        aks_assigned_identity=_object(props["aksAssignedIdentity"], f"{path}.aksAssignedIdentity")
+        if props.get("aksAssignedIdentity") is not None
+        else None,
+        plan=_object(root["plan"], "plan") if root.get("plan") is not None else None,
+        managed_by=_optional(root, "managedBy", str, "") if newer else None,
+    )
+    validate_extension_spec(spec)
+    protected = _string_map(
+        props.get("configurationProtectedSettings"), f"{path}.configurationProtectedSettings"
+    )
+    return spec, protected or {}
+
+
+def validate_extension_spec(spec: ExtensionSpec) -> None:
+    """What the RP refuses at once (the docs: "You can't set the version parameter if
+    auto-upgrade-minor-version is set to true", extensions.md)."""
+    if spec.auto_upgrade_minor_version and spec.version is not None:
+        raise BadRequest(
+            "'version' can only be set when 'autoUpgradeMinorVersion' is false.", target="properties.version"
+        )
+
+
+def apply_extension_patch(
+    spec: ExtensionSpec, body: object, api_version: str
+) -> tuple[ExtensionSpec, dict[str, str] | None]:
+    """Merge a patchExtension into `spec`; `configurationSettings` merge key by key (null deletes a key),
+    `configurationProtectedSettings` replace the whole map ("If you omit any of the settings, those
+    settings are considered obsolete, and they're deleted", extensions.md)."""
+    props = _object(_object(body, "").get("properties", {}), "properties")
+    path = "properties"
+    changes: dict[str, Any] = {}
+    if "autoUpgradeMinorVersion" in props:
+        value = _optional(props, "autoUpgradeMinorVersion", bool, path)
+        changes["auto_upgrade_minor_version"] = True if value is None else value
+    if "releaseTrain" in props:
+        changes["release_train"] = _optional(props, "releaseTrain", str, path) or "Stable"
+    if "version" in props:
+        changes["version"] = _optional(props, "version", str, path)
+    if "configurationSettings" in props:
+        patch = props["configurationSettings"]
+        if patch is None:
+            changes["configuration_settings"] = {}
+        else:
+            settings = dict(spec.configuration_settings)
+            for key, value in _object(patch, f"{path}.configurationSettings").items():
+                if value is None:
+                    settings.pop(key, None)
+                elif not isinstance(value, str):
+                    raise InvalidRequestContent(
+                        f"Could not convert {_json_type(value)} to string.",
+                        path=f"{path}.configurationSettings.{key}",
+                    )
+                else:
+                    settings[key] = value
+            changes["configuration_settings"] = settings
+    if "autoUpgradeMode" in props and at_least(api_version, _EXTENSION_2025_SINCE):
+        changes["auto_upgrade_mode"] = _enum(
+            _optional(props, "autoUpgradeMode", str, path), AUTO_UPGRADE_MODES, f"{path}.autoUpgradeMode"
+        )
+    new_spec = ExtensionSpec(**{**spec.__dict__, **changes})
+    validate_extension_spec(new_spec)
+    if "configurationProtectedSettings" not in props:
+        return new_spec, None  # untouched
+    protected = _string_map(props["configurationProtectedSettings"], f"{path}.configurationProtectedSettings")
+    return new_spec, protected or {}  # null clears them all
+
+
+# --- extensions: model -> wire ------------------------------------------------------------------------
+def extension_id(panel: Panel, name: str) -> str:
+    return f"{panel.identity.id}/providers/{EXTENSION_TYPE}/{name}"
+
+
+def render_extension(panel: Panel, extension: Extension, api_version: str, tenant_id: str) -> ResourceWire:
+    """Every Extension property of `api_version`, null where unset."""
+    spec = extension.spec
+    error = extension.error_info
     props: dict[str, Any] = {
-        "extensionType": FLUX_EXTENSION_TYPE,
-        "autoUpgradeMinorVersion": False,
-        "releaseTrain": "Stable",
-        "version": ident.flux_extension_version,
-        "currentVersion": ident.flux_extension_version,
-        "scope": {"cluster": {"releaseNamespace": FLUX_NAMESPACE}},
-        "configurationSettings": settings,
+        "extensionType": spec.extension_type,
+        "autoUpgradeMinorVersion": spec.auto_upgrade_minor_version,
+        "releaseTrain": spec.release_train,
+        "version": spec.version,
+        "scope": {
+            "cluster": {"releaseNamespace": spec.scope_namespace} if spec.scope_kind == "cluster" else None,
+            "namespace": {"targetNamespace": spec.scope_namespace}
+            if spec.scope_kind == "namespace"
+            else None,
+        },
+        "configurationSettings": dict(spec.configuration_settings),
+        # x-ms-secret: the values never come back; ARM answers an empty map (az k8s-extension show output
+        # in tutorial-akv-secrets-provider.md).
         "configurationProtectedSettings": {},
-        "provisioningState": "Succeeded",
+        "currentVersion": extension.current_version,
+        "provisioningState": extension.provisioning_state,
         "statuses": [],
-        "errorInfo": None,
+        "errorInfo": None if error is None else {"code": error.code, "message": error.message},
         "customLocationSettings": None,
         "packageUri": None,
-        "aksAssignedIdentity": None,
+        "aksAssignedIdentity": _aks_identity(spec, api_version),
         "isSystemExtension": False,
     }
-    return ResourceWire(
-        id=f"{ident.id}/providers/{EXTENSION_TYPE}/{FLUX_EXTENSION_NAME}",
-        name=FLUX_EXTENSION_NAME,
+    if at_least(api_version, _EXTENSION_2025_SINCE):
+        props.update(
+            {
+                "autoUpgradeMode": spec.auto_upgrade_mode,
+                "managementDetails": None,
+                "additionalDetails": None,
+                "extensionState": None,
+            }
+        )
+    identity = None
+    if spec.identity_type is not None:
+        identity = {
+            "type": spec.identity_type,
+            "principalId": extension.principal_id or "",
+            "tenantId": tenant_id,
+        }
+    wire = ResourceWire(
+        id=extension_id(panel, extension.name),
+        name=extension.name,
         type=EXTENSION_TYPE,
-        identity={"type": "SystemAssigned", "principalId": ident.principal_id, "tenantId": tenant_id},
-        systemData=system_data(ident.created_at, OPERATOR, ident.created_at, OPERATOR),
+        systemData=system_data(
+            extension.created_at, extension.created_by, extension.last_modified_at, extension.last_modified_by
+        ),
+        identity=identity,
+        plan=dict(spec.plan) if spec.plan is not None else None,
         properties=props,
     )
+    if at_least(api_version, _EXTENSION_2025_SINCE):
+        wire["managedBy"] = spec.managed_by
+    return wire
+
+
+def _aks_identity(spec: ExtensionSpec, api_version: str) -> dict[str, Any] | None:
+    """AKS-only; on Arc clusters it stays null unless a client sent one."""
+    given = spec.aks_assigned_identity
+    if given is None:
+        return None
+    identity: dict[str, Any] = {"principalId": None, "tenantId": None, "type": given.get("type")}
+    if at_least(api_version, _EXTENSION_2025_SINCE):
+        identity.update({key: given.get(key) for key in ("objectId", "clientId", "resourceId")})
+    return identity

@@ -5,9 +5,10 @@ Azure DevOps accepts, on both the Git endpoints and the REST API, a PAT as the p
 267ca6975798` belonging to a member of the organization (users, and service principals / managed
 identities that were added with at least Basic access). A PAT must be unexpired and unrevoked by the
 lab clock, issued for this organization (or all of the owner's), and carry a scope that covers the
-operation: `vso.code` to read, `vso.code_write` to push. Failures are 401 with the challenges Azure
-DevOps sends (so git reports "Authentication failed"), except a valid credential that may read but
-not write, which gets the 403 Azure DevOps gives a push it refuses.
+operation: `vso.code` to read, `vso.code_write` (or `vso.code_manage`, `vso.code_full`, full access)
+to push. Failures are 401 with the challenges Azure DevOps sends (so git reports "Authentication
+failed"), except a valid credential that may read but not write, which gets the 403 Azure DevOps
+gives a push it refuses (`GitContributeRefused`, rendered by `errors.Forbidden`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from lab.core.tokens import DEVOPS_AUDIENCE, Principal
-from lab.devops.errors import Forbidden, Unauthorized
+from lab.devops.errors import GitContributeRefused, Unauthorized
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -113,12 +114,7 @@ class DevOpsAuthenticator:
             )
         if self.pats.check(token, needed_scope, self.org) is None:
             if needed_scope == "vso.code_write" and self.pats.check(token, "vso.code", self.org) is not None:
-                raise Forbidden(
-                    "TF401027: You need the Git 'GenericContribute' permission to perform this "
-                    f"action. Details: identity '{record.owner.name}', scope 'repository'. "
-                    f"The Personal Access Token's scopes ({record.scope}) do not include "
-                    "vso.code_write."
-                )
+                raise GitContributeRefused(identity=record.owner.name)
             raise self._unauthorized(
                 f"TF400813: The Personal Access Token's scopes ({record.scope}) do not allow {needed_scope}.",
                 host,

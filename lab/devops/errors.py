@@ -209,3 +209,44 @@ class Forbidden(Exception):
 
     def response(self) -> web.Response:
         return web.Response(status=403, text=self.message, content_type="text/plain")
+
+
+def _pkt_line(payload: str) -> str:
+    """One Git pkt-line: four hex digits of length (themselves included), then the payload."""
+    return f"{len(payload.encode()) + 4:04x}{payload}"
+
+
+# A pkt-line "flush" packet (length 0000): the end of a section of the smart-HTTP answer.
+_FLUSH_PKT = "0000"
+
+
+class GitContributeRefused(Forbidden):
+    """A push (or its ref advertisement) by a credential that may read but not contribute.
+
+    Azure DevOps' words and shape, as captured from dev.azure.com by users whose push it refused
+    (gbrueckl/PowerBI.CICD#2, Azure/AzOps#299: an identity without the Git 'GenericContribute'
+    permission): `GET info/refs?service=git-receive-pack` answers **403** with a plain-text body that
+    git prints line by line as `remote: ...` before "The requested URL returned error: 403". That
+    body starts like a smart-HTTP advertisement — the `# service=git-receive-pack` pkt-line, two
+    flush packets, the message as a pkt-line — and ends with the message again as plain text:
+
+        001f# service=git-receive-pack
+        0000000000aaTF401027: You need the Git 'GenericContribute' permission to perform this
+        action. Details: identity 'Build\\<guid>', scope 'repository'.
+        TF401027: You need the Git 'GenericContribute' permission to perform this action. ...
+
+    The captures are of an identity lacking the *permission*; the lab answers the same to a PAT
+    lacking the `vso.code_write` *scope*, which is not attested (see lab/docs/devops.md). A POST to
+    `git-receive-pack` (a client that skipped the advertisement) gets the message alone.
+    """
+
+    def __init__(self, *, identity: str) -> None:
+        super().__init__(
+            "TF401027: You need the Git 'GenericContribute' permission to perform this action. "
+            f"Details: identity '{identity}', scope 'repository'."
+        )
+
+    def advertisement_response(self) -> web.Response:
+        line = self.message + "\n"
+        body = _pkt_line("# service=git-receive-pack\n") + _FLUSH_PKT + _FLUSH_PKT + _pkt_line(line) + line
+        return web.Response(status=403, text=body, content_type="text/plain")

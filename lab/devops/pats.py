@@ -4,9 +4,9 @@ In Azure DevOps one PAT store serves two hosts: the Git server and REST API (dev
 on every request, and the PAT Lifecycle API (vssps.dev.azure.com) creates, lists, updates and revokes
 them. The lab keeps that single store here; the `devops` service owns it and `vssps` reaches it through
 `lab.service("devops").pats`. Like the real service, the store keeps only a SHA-256 of each token, so a
-token value can be read back nowhere (the two tokens the lab must hand out itself, to panels and to the
-image-automation simulator, are held by the `devops` service, not here). Validity is judged by the lab
-clock, so a test expires a PAT by advancing the clock.
+token value can be read back nowhere (the two tokens the lab must hand out itself, to the factory panels
+and to the automation runner's Flux configuration, are held by the `devops` service, not here). Validity
+is judged by the lab clock, so a test expires a PAT by advancing the clock.
 """
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# One module (>500 lines): every Azure DevOps route's parse/serialise step, as moto's responses.py.
 """Azure DevOps on the wire: parse each request, call the backend, serialise as dev.azure.com does.
 
 Two protocols share the listener, as on dev.azure.com: Git smart HTTP under
@@ -24,6 +25,7 @@ from lab.devops.api_version import negotiate_api_version
 from lab.devops.errors import (
     AdoError,
     Forbidden,
+    GitContributeRefused,
     GitItemNotFound,
     GitRepositoryNotFound,
     GitUnresolvableToCommit,
@@ -472,6 +474,9 @@ class DevOpsResponses:
             caller = service.auth.authenticate(
                 request, needed_scope="vso.code_write" if pushing else "vso.code", require_username=True
             )
+        except GitContributeRefused as refused:
+            # The advertisement is what a push (and a "can this credential push?" probe) asks first.
+            return refused.advertisement_response() if request.method == "GET" else refused.response()
         except (Unauthorized, Forbidden, AdoError) as exc:
             return _plain(exc)
         repo = request.match_info["repo"]

@@ -182,6 +182,14 @@ class DevOpsService(LabService):
         self.git_http.invalidate()
         return sha
 
+    def can_push(self, token: str) -> bool:
+        """Whether a PAT value may push to the repository now: active, this organization, a write scope.
+
+        Ground truth asks this of every panel's held credential (`credential_can_push`), so tests can
+        assert that no factory panel holds a credential that can push. The value is only hashed.
+        """
+        return self.pats.check(token, "vso.code_write", self.org) is not None
+
     def repository_size(self) -> int:
         path: Path = self.backend.path
         return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())

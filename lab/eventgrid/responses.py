@@ -49,7 +49,9 @@ def _bounded_int(body: Mapping[str, Any], key: str, *, default: int, upper: int)
     return value
 
 
-def parse_subscription(body: object, *, topics: Mapping[str, str]) -> EventSubscription:
+def parse_subscription(
+    body: object, *, topics: Mapping[str, str], groups: Mapping[str, list[str]] | None = None
+) -> EventSubscription:
     """Validate a control-API body; InvalidRequest names the offending field."""
     if not isinstance(body, dict):
         raise InvalidRequest("The request body must be a JSON object.")
@@ -57,6 +59,11 @@ def parse_subscription(body: object, *, topics: Mapping[str, str]) -> EventSubsc
     if not isinstance(name, str) or not SUBSCRIPTION_NAME.match(name):
         raise InvalidRequest("name must be 3-64 characters of letters, digits and hyphens.")
     topic = body.get("topic")
+    if isinstance(topic, str) and groups and topic in groups:
+        raise InvalidRequest(
+            f"topic '{topic}' names {len(groups[topic])} system topics; an event subscription listens to "
+            f"one: create one per topic ({', '.join(groups[topic])})."
+        )
     if not isinstance(topic, str) or not (topic in topics or topic.startswith("/subscriptions/")):
         raise InvalidRequest(f"topic must be an ARM resource id or one of {sorted(topics)}.")
     endpoint = body.get("endpoint")
@@ -111,7 +118,9 @@ class ControlResponses:
         self.backend = service.backend
 
     async def create_or_update_subscription(self, request: web.Request) -> web.StreamResponse:
-        subscription = parse_subscription(await read_json(request), topics=self.service.topics())
+        subscription = parse_subscription(
+            await read_json(request), topics=self.service.topics(), groups=self.service.topic_groups()
+        )
         await self.service.deliverer.validate(subscription, topic=subscription.topic)
         created = self.backend.create_or_update(subscription)
         return json_response(subscription.describe(), status=201 if created else 200)

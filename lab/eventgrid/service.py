@@ -1,9 +1,11 @@
-"""Event Grid push delivery for the lab's system topics (the vault's and the registry's).
+"""Event Grid push delivery for the lab's system topics (the vault's, the registry's, each subscription's).
 
-Key Vault and ACR publish their events on the lab's event bus, as their Azure system topics would; this
-service fans each one out to the webhook subscriptions that match it, with Event Grid's handshake, headers,
-retries and dead-lettering. Subscriptions are made through the control API (in Azure: ARM). Its own listener
-serves only the validationUrl that Event Grid offers for manual subscription validation.
+Key Vault and ACR publish their events on the lab's event bus, as their Azure system topics would, and
+ARM publishes resource events (`Microsoft.Resources.ResourceWriteSuccess`, ...) on the system topic of
+each lab subscription (`/subscriptions/{id}`); this service fans each one out to the webhook
+subscriptions that match it, with Event Grid's handshake, headers, retries and dead-lettering.
+Subscriptions are made through the control API (in Azure: ARM). Its own listener serves only the
+validationUrl that Event Grid offers for manual subscription validation.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from lab.arm.events import subscription_topic
 from lab.core.service import LabService
 from lab.eventgrid.delivery import Deliverer
 from lab.eventgrid.models import EventGridBackend
@@ -21,6 +24,9 @@ from lab.eventgrid.routes import add_control_routes, add_validation_routes
 
 if TYPE_CHECKING:
     from lab.server import Lab
+
+# lab.json `eventgrid.topics` alias for the system topics of all the lab's subscriptions (a list).
+SUBSCRIPTIONS_ALIAS = "subscriptions"
 
 
 class EventGridService(LabService):
@@ -40,6 +46,14 @@ class EventGridService(LabService):
         if "acr" in self.lab.services:
             aliases["acr"] = self.lab.service("acr").registry_id
         return aliases
+
+    def topic_groups(self) -> dict[str, list[str]]:
+        """Aliases that name several system topics at once: `subscriptions` -> every lab subscription's.
+
+        An Azure event subscription listens to one topic, so a subscriber creates one per member (the
+        local host does, from one declaration); the control API refuses the group alias itself.
+        """
+        return {SUBSCRIPTIONS_ALIAS: [subscription_topic(sub) for sub in self.lab.subscriptions]}
 
     @staticmethod
     def new_event_id() -> str:
@@ -68,8 +82,9 @@ class EventGridService(LabService):
 
     # --- lab.json and ground truth -----------------------------------------------------------------
     def describe(self) -> dict[str, Any]:
+        topics: dict[str, str | list[str]] = {**self.topics(), **self.topic_groups()}
         return {
-            "eventgrid": {"topics": self.topics(), "validation_endpoint": self.endpoint},
+            "eventgrid": {"topics": topics, "validation_endpoint": self.endpoint},
             "endpoints": {"eventgrid": self.endpoint},
         }
 

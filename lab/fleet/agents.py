@@ -6,10 +6,13 @@ On each sync tick an online panel's agent:
    48-hour window, in which case it is dropped for good (the agent keeps its old settings while
    ARM keeps showing the new desired state, as on Arc) until the configuration is applied again;
 2. if the configuration is suspended, reports `Suspended` and neither fetches nor applies;
-3. otherwise fetches from Git for real with the credential it holds (`git_fetch`), "applies" a
-   new revision, and reports what happened in Flux's own vocabulary (`flux_status`).
+3. otherwise fetches from Git for real with the credential it holds (`git_fetch`), applies the
+   revision it holds — builds each kustomization and health checks what it applied on this panel
+   (`apply`) — and reports what happened in Flux's own vocabulary (`flux_status`).
 
-An offline panel does nothing and reports nothing. One asyncio task drives every agent from a
+An offline panel does nothing and reports nothing; nor does one whose managed-identity certificate
+expired or whose `microsoft.flux` extension is missing, failed or being deleted (the agents *are*
+that extension). One asyncio task drives every agent from a
 schedule keyed by the next tick's lab time (each panel's interval is its configuration's
 `syncIntervalInSeconds`, with a deterministic per-panel phase so ticks spread out), instead of one
 task per panel: 10,000 sleeping tasks would cost more than the work they schedule.
@@ -29,8 +32,10 @@ from datetime import datetime
 from typing import Literal
 
 from lab.core.clock import LabClock
+from lab.fleet.apply import Applier
 from lab.fleet.flux_status import report_fetch, report_suspended, report_unsupported
 from lab.fleet.git_fetch import DEFAULT_BRANCH, Fetcher, FetchRequest, FetchResult, GitCredentials
+from lab.fleet.health import ImageRegistry
 from lab.fleet.model import (
     DELIVERY_WINDOW,
     ConfigAgentState,
@@ -83,28 +88,40 @@ class CredentialProblem:
     """Why the agent could not even build its Git credentials (Flux: `AuthenticationFailed`)."""
 
     message: str
+    reason: str = "AuthenticationFailed"
 
 
 def credentials_for(
-    delivered: DeliveredConfig, panel: PanelIdentity, workload_token: WorkloadTokenSource | None
+    delivered: DeliveredConfig, panel: Panel, workload_token: WorkloadTokenSource | None
 ) -> GitCredentials | CredentialProblem:
-    """The credentials Flux would use for this configuration on this panel."""
+    """The credentials Flux would use for this configuration on this panel.
+
+    source-controller wraps a provider's failure in "failed to configure authentication options: %w"
+    (gitrepository_controller.go line 816; the provider's own words after it are the lab's), and
+    refuses `provider: github` without GitHub App data in the secret (line 750-752).
+    """
     git = delivered.spec.git_repository
     assert git is not None
     if git.provider is not None and git.provider.lower() == "azure":
         if not panel.supports_workload_identity:
             if not panel.workload_identity_enabled or not panel.oidc_issuer_enabled:
                 return CredentialProblem(
-                    "failed to get credential from azure provider: workload identity "
-                    "is not enabled on this cluster (no OIDC issuer / webhook)"
+                    "failed to configure authentication options: failed to get credential from azure "
+                    "provider: workload identity is not enabled on this cluster (no OIDC issuer / webhook)"
                 )
             # An extension older than 1.15.1 ignores `provider` and clones anonymously.
             return GitCredentials()
         if workload_token is None:
-            return CredentialProblem("failed to get credential from azure provider: no token source")
-        return GitCredentials(bearer_token=workload_token(panel))
+            return CredentialProblem(
+                "failed to configure authentication options: failed to get credential from azure provider: "
+                "no token source"
+            )
+        return GitCredentials(bearer_token=workload_token(panel.identity))
     if git.provider is not None and git.provider.lower() == "github":
-        return CredentialProblem("failed to get credential from github provider: the lab has no GitHub App")
+        return CredentialProblem(
+            "secretRef with github app data must be specified when provider is set to github",
+            reason="InvalidProviderConfiguration",
+        )
     if git.local_auth_ref:
         name = git.local_auth_ref
         return CredentialProblem(
@@ -150,10 +167,13 @@ class AgentRuntime:
         fetcher: Fetcher,
         workload_token: WorkloadTokenSource | None = None,
         concurrency: int = DEFAULT_SYNC_CONCURRENCY,
+        registry: ImageRegistry | None = None,
     ) -> None:
         self.clock = clock
         self.fetcher = fetcher
         self.workload_token = workload_token
+        # Builds, health checks and the panels' secrets (`registry` None: images are not checked).
+        self.applier = Applier(registry=registry)
         self._slots = asyncio.Semaphore(concurrency)
         self._panels: list[Panel] = []
         self._schedule: list[tuple[float, int]] = []  # (lab elapsed seconds due, panel index)
@@ -162,8 +182,12 @@ class AgentRuntime:
 
     # --- fleet and schedule -----------------------------------------------------------------------
     def attach(self, panels: list[Panel]) -> None:
-        """Take over a (new) fleet: every panel's first tick lands at its phase within its interval."""
+        """Take over a (new) fleet: every panel's first tick lands at its phase within its interval.
+
+        A new fleet (start or reset) also means every panel holds the seed's secrets again.
+        """
         self._panels = panels
+        self.applier.reset()
         now = self.clock.elapsed()
         self._schedule = [
             (now + ((index * _PHASE_STEP) % 1.0) * panel.sync_interval_s(), index)
@@ -198,7 +222,7 @@ class AgentRuntime:
             interval = panel.sync_interval_s()
             next_due = due + interval if due + interval > now else now + interval  # skip missed ticks
             heapq.heappush(self._schedule, (next_due, index))
-            if panel.connectivity.online:
+            if panel.agents_can_run(self.clock.now()):  # online, certificate valid, microsoft.flux running
                 await self._slots.acquire()
                 task = asyncio.create_task(self._sync_in_slot(panel))
                 self._in_flight.add(task)
@@ -217,13 +241,14 @@ class AgentRuntime:
             await self._slots.acquire()
             return await self._sync_in_slot(panel)
 
-        online = [panel for panel in self._panels if panel.connectivity.online]
+        now = self.clock.now()
+        online = [panel for panel in self._panels if panel.agents_can_run(now)]
         return list(await asyncio.gather(*(one(panel) for panel in online)))
 
     # --- one panel --------------------------------------------------------------------------------
     async def sync_panel(self, panel: Panel) -> SyncOutcome:
         async with panel.sync_lock:
-            if not panel.connectivity.online:
+            if not panel.agents_can_run(self.clock.now()):  # offline, expired, or no running microsoft.flux
                 return SyncOutcome(panel.name, synced=False)
             for key in list(panel.agents):  # ARM deleted the configuration: Flux objects go away
                 config = panel.flux_configs.get(key)
@@ -259,10 +284,18 @@ class AgentRuntime:
                 f"the lab's agents only sync GitRepository sources, not {spec.source_kind}",
             )
             return None
-        credentials = credentials_for(delivered, panel.identity, self.workload_token)
+        credentials = credentials_for(delivered, panel, self.workload_token)
         if isinstance(credentials, CredentialProblem):
             result = FetchResult(ok=False, error=credentials.message)
-            self.record_fetch(config, state, delivered, result, credential_problem=True)
+            self.record_fetch(
+                config,
+                state,
+                delivered,
+                result,
+                credential_problem=True,
+                source_reason=credentials.reason,
+                panel=panel,
+            )
             return result
         ref = spec.git_repository.repository_ref
         if ref is not None and not ref.branch and not ref.tag and (ref.semver or ref.commit):
@@ -292,7 +325,7 @@ class AgentRuntime:
             # agents. The failure is not swallowed: it is logged and reported on the panel.
             log.exception("agent fetch crashed", extra={"cluster": panel.name})
             result = FetchResult(ok=False, error=f"lab agent error: {type(exc).__name__}")
-        self.record_fetch(config, state, delivered, result)
+        self.record_fetch(config, state, delivered, result, panel=panel)
         return result
 
     def record_fetch(
@@ -303,9 +336,15 @@ class AgentRuntime:
         result: FetchResult,
         *,
         credential_problem: bool = False,
+        source_reason: str | None = None,
         at: datetime | None = None,
+        panel: Panel | None = None,
     ) -> None:
-        """Remember a fetch's outcome, apply a new revision, and report it through ARM's read-only fields."""
+        """Remember a fetch's outcome, apply the revision held, and report it through ARM's read-only fields.
+
+        Applying builds every kustomization from the revision's files and, given the `panel`, checks
+        the health of what it applied (`lab.fleet.apply`); the seed sync passes no panel.
+        """
         now = at or self.clock.now()
         state.last_fetch = LastFetch(ok=result.ok, revision=result.revision, error=result.error, at=now)
         if result.ok and result.revision is not None:
@@ -315,4 +354,17 @@ class AgentRuntime:
                 state.tree_dirs = result.tree_dirs
             elif result.tree_dirs is not None:
                 state.tree_dirs = result.tree_dirs
-        report_fetch(config, state, delivered, now, result, credential_problem=credential_problem)
+            if result.tree is not None and result.revision == state.applied_revision:
+                self.applier.remember(result.tree)
+        # kustomize-controller reconciles the last artifact it has even when a new fetch failed.
+        applied = self.applier.outcomes(config, state, delivered, panel, now)
+        report_fetch(
+            config,
+            state,
+            delivered,
+            now,
+            result,
+            credential_problem=credential_problem,
+            source_reason=source_reason,
+            applied=applied,
+        )

@@ -1,23 +1,35 @@
 """What an agent reports: Flux's objects and conditions, as Arc copies them into `fluxConfigurations`.
 
-Wording follows Flux v2 (source-controller / kustomize-controller v1): a GitRepository is `Ready`
-with reason `Succeeded` and "stored artifact for revision 'main@sha1:<sha>'", or not ready with
-`GitOperationFailed` ("failed to checkout and determine revision: unable to clone '<url>':
-authentication required") or `AuthenticationFailed` when the credential cannot even be built; a
-Kustomization is `Ready` with `ReconciliationSucceeded` and "Applied revision: main@sha1:<sha>", or
-not ready with `ArtifactFailed`. A condition's `lastTransitionTime` moves only when its status flips,
-as in Kubernetes. Arc rolls the objects up into `complianceState` (`Compliant`, `Non-Compliant`,
-`Pending`, `Suspended`) and shows the failing message in `errorMessage`.
+Every reason and message is Flux v2's own (sources pinned in each function):
+
+- GitRepository (fluxcd/source-controller 39b711b, 2026-07-02,
+  `internal/controller/gitrepository_controller.go`): `Ready` with reason `Succeeded` and "stored
+  artifact for revision '%s'" (line 612, `main@sha1:<sha>`); not ready with `GitOperationFailed` and
+  "failed to checkout and determine revision: %w" (line 1069) around go-git's "unable to clone '%s':
+  %w" (fluxcd/pkg `git/gogit/clone.go` line 110), or `AuthenticationFailed` when the credential cannot
+  be built (line 670, 683, 816);
+- Kustomization (fluxcd/kustomize-controller 186fb3b, 2026-08-01,
+  `internal/controller/kustomization_controller.go`): `ReconciliationSucceeded` "Applied revision: %s"
+  (line 538-541); `ArtifactFailed` "Source artifact not found, retrying in %s" (line 235-237, the
+  30 s `--requeue-dependency` default, main.go line 115) or "kustomization path not found: %w" (line
+  378); `BuildFailed` (line 427-453, texts in `lab.fleet.kustomize`); `HealthCheckFailed` (line 528,
+  texts in `lab.fleet.health`). Reason constants: fluxcd/pkg `apis/meta/conditions.go` line 83-146.
+
+A condition's `lastTransitionTime` moves only when its status flips, as in Kubernetes. Arc rolls the
+objects up into `complianceState` (`Compliant`, `Non-Compliant`, `Pending`, `Suspended`) and shows the
+failing message in `errorMessage` (reference/azure-apis.md §1).
 """
 
 from __future__ import annotations
 
-import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
+from lab.fleet.apply import KustomizationFailure
 from lab.fleet.git_fetch import DEFAULT_BRANCH, FetchResult, normalise_path
+from lab.fleet.kustomize import ARTIFACT_FAILED, work_dir_for
 from lab.fleet.model import (
     ComplianceState,
     Condition,
@@ -64,7 +76,11 @@ def report_fetch(
     result: FetchResult,
     *,
     credential_problem: bool = False,
+    source_reason: str | None = None,
+    applied: Mapping[str, KustomizationFailure | None] | None = None,
 ) -> None:
+    """Report a sync: the GitRepository's fetch, and each Kustomization's apply (`applied`, by name:
+    a failure, or None for applied and healthy; a name missing there is judged by its path alone)."""
     label = ref_label(delivered)
     if result.ok:
         source = _Observed(
@@ -75,11 +91,16 @@ def report_fetch(
             f"stored artifact for revision '{label}@sha1:{result.revision}'",
         )
     else:
-        reason = "AuthenticationFailed" if credential_problem else "GitOperationFailed"
+        reason = source_reason or ("AuthenticationFailed" if credential_problem else "GitOperationFailed")
         source = _Observed(config.name, "GitRepository", "False", reason, result.error or "fetch failed")
     observed = [
         source,
-        *(_kustomization(config, state, label, k.name, k.path) for k in delivered.spec.kustomizations),
+        *(
+            _kustomization(
+                config, state, label, k.name, k.path, outcome=(applied or {}).get(k.name, _UNJUDGED)
+            )
+            for k in delivered.spec.kustomizations
+        ),
     ]
     _publish(config, state, delivered, now, observed=observed, label=label)
 
@@ -112,8 +133,18 @@ def report_unsupported(
     )
 
 
+# Marks a kustomization `report_fetch` was given no apply outcome for.
+_UNJUDGED = KustomizationFailure(reason="", message="")
+
+
 def _kustomization(
-    config: FluxConfig, state: ConfigAgentState, label: str, name: str, path: str
+    config: FluxConfig,
+    state: ConfigAgentState,
+    label: str,
+    name: str,
+    path: str,
+    *,
+    outcome: KustomizationFailure | None,
 ) -> _Observed:
     object_name = f"{config.name}-{name}"
     if state.applied_revision is None:
@@ -121,20 +152,22 @@ def _kustomization(
             object_name,
             "Kustomization",
             "False",
-            "ArtifactFailed",
+            ARTIFACT_FAILED,
             "Source artifact not found, retrying in 30s",
         )
+    if outcome is not None and outcome is not _UNJUDGED:
+        return _Observed(object_name, "Kustomization", "False", outcome.reason, outcome.message)
     tree_path = normalise_path(path)
-    if tree_path and state.tree_dirs is not None and tree_path not in state.tree_dirs:
-        # kustomize-controller extracts the artifact into a temp dir; the number is stable per object.
-        # Only quoted in the message (kustomize-controller's temp dir); the lab creates no file.
-        workdir = f"/tmp/kustomization-{zlib.crc32(object_name.encode()) % 1_000_000_000}"  # noqa: S108
+    unknown_path = state.tree_dirs is not None and tree_path not in state.tree_dirs
+    if outcome is _UNJUDGED and tree_path and unknown_path:
+        # The revision's files are not known, only its folders: the path check alone.
         return _Observed(
             object_name,
             "Kustomization",
             "False",
-            "ArtifactFailed",
-            f"kustomization path not found: stat {workdir}/{tree_path}: no such file or directory",
+            ARTIFACT_FAILED,
+            f"kustomization path not found: stat {work_dir_for(object_name)}/{tree_path}: "
+            "no such file or directory",
         )
     return _Observed(
         object_name,

@@ -3,7 +3,11 @@
 The agent's honesty rests on this module: a panel's credential is judged by the lab's Git server,
 not by the simulator. Each fetch performs ref discovery (`GET info/refs?service=git-upload-pack`
 with the panel's Basic or Bearer credential) and, when the branch moved, a real upload-pack request
-for the new commit, using dulwich's HTTP client (no hand-written protocol).
+for the new commit, using dulwich's HTTP client (no hand-written protocol). The commit's files (read
+from the fetched objects) come back with the result, because the agent builds the kustomizations
+from them (`lab.fleet.apply`); they are kept per commit, so a panel that already holds a revision
+needs only ref discovery, and a revision recorded without its files (the seed sync after a reset) is
+fetched for real at the next sync.
 
 Dulwich is blocking, so fetches run on a small dedicated thread pool. It is dedicated rather than the
 loop's default executor on purpose: the Git server answering these requests lives in the same
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections import OrderedDict
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -27,9 +32,11 @@ from urllib.parse import urlsplit, urlunsplit
 import urllib3
 from dulwich.client import HTTPUnauthorized, Urllib3HttpGitClient
 from dulwich.errors import GitProtocolError, NotGitRepository
-from dulwich.objects import Commit, ObjectID, Tree
+from dulwich.objects import Blob, Commit, ObjectID, Tree
 from dulwich.refs import Ref
 from dulwich.repo import MemoryRepo
+
+from lab.fleet.kustomize import RepoTree
 
 # Fetches in flight at once: enough to keep a 10,000-panel fleet's ~33 syncs/s flowing at
 # time-scale 1 without letting the agents crowd the lab's one event loop.
@@ -44,6 +51,13 @@ AGENT_USER_AGENT = "go-git/5.x (fluxfleet lab Flux agent)"
 GIT_PROTOCOL_VERSION = 0
 # Flux reports the default branch as `master` when a GitRepository names no ref.
 DEFAULT_BRANCH = "master"
+# Commits whose files the fetcher keeps (a GitOps repository is tens of kilobytes): enough for every
+# revision a test or the demo moves through, bounded so a long image-automation run cannot grow it.
+TREE_CACHE_REVISIONS = 256
+# Git's file modes (tree entries): what is a folder, and what a regular file whose blob kustomize reads.
+_MODE_TYPE_MASK = 0o170000
+_MODE_DIRECTORY = 0o040000
+_MODE_REGULAR_FILE = 0o100000
 
 
 @dataclass(frozen=True)
@@ -74,6 +88,7 @@ class FetchResult:
     error: str | None = None  # Flux's wording, never a secret
     auth_failed: bool = False
     tree_dirs: frozenset[str] | None = None  # directories at `revision`; None when not known
+    tree: RepoTree | None = None  # the files at `revision` (what kustomize builds); None when not known
 
 
 class Fetcher(Protocol):
@@ -129,8 +144,9 @@ class DulwichFetcher:
             timeout=urllib3.Timeout(total=FETCH_TIMEOUT_S),
             retries=False,
         )
-        # A commit's tree never changes, so its directory listing is computed once per revision.
-        self._tree_dirs: dict[bytes, frozenset[str]] = {}
+        # A commit's tree never changes, so its files are read once per revision and shared by every
+        # panel that fetched that revision (content addressed: same sha, same files).
+        self._trees: OrderedDict[bytes, RepoTree] = OrderedDict()
         self._tree_lock = threading.Lock()
 
     async def fetch(self, request: FetchRequest) -> FetchResult:
@@ -167,15 +183,19 @@ class DulwichFetcher:
                     ok=False, error=clone_error(request.url, f'couldn\'t find remote ref "{ref_name}"')
                 )
             revision = wanted.decode()
-            if revision == request.have_revision:
-                return FetchResult(ok=True, revision=revision, tree_dirs=self._known_tree(wanted))
+            known = self._known_tree(wanted)
+            if revision == request.have_revision and known is not None:
+                # Nothing new: the panel holds this revision's artifact (ref discovery was the sync).
+                return FetchResult(ok=True, revision=revision, tree_dirs=known.dirs, tree=known)
+            # A new revision, or one the seed sync recorded without its files: a real upload-pack.
             target = MemoryRepo()
 
             def want_revision(refs: Mapping[Ref, ObjectID], depth: int | None = None) -> list[ObjectID]:
                 return [ObjectID(wanted)]
 
             client.fetch("", target, determine_wants=want_revision, protocol_version=GIT_PROTOCOL_VERSION)
-            return FetchResult(ok=True, revision=revision, tree_dirs=self._tree_of(target, wanted))
+            tree = self._tree_of(target, wanted)
+            return FetchResult(ok=True, revision=revision, tree_dirs=tree.dirs, tree=tree)
         except HTTPUnauthorized:
             return FetchResult(
                 ok=False, auth_failed=True, error=clone_error(request.url, "authentication required")
@@ -185,22 +205,28 @@ class DulwichFetcher:
         except (GitProtocolError, urllib3.exceptions.HTTPError, OSError, KeyError, ValueError) as exc:
             return FetchResult(ok=False, error=clone_error(request.url, _describe(exc)))
 
-    def _known_tree(self, commit_id: bytes) -> frozenset[str] | None:
+    def _known_tree(self, commit_id: bytes) -> RepoTree | None:
         with self._tree_lock:
-            return self._tree_dirs.get(commit_id)
+            tree = self._trees.get(commit_id)
+            if tree is not None:
+                self._trees.move_to_end(commit_id)
+            return tree
 
-    def _tree_of(self, repo: MemoryRepo, commit_id: bytes) -> frozenset[str]:
+    def _tree_of(self, repo: MemoryRepo, commit_id: bytes) -> RepoTree:
         known = self._known_tree(commit_id)
         if known is not None:
             return known
         commit = repo[commit_id]
         assert isinstance(commit, Commit)
         dirs: set[str] = set()
-        _collect_dirs(repo, commit.tree, "", dirs)
-        result = frozenset(dirs)
+        files: dict[str, bytes] = {}
+        _collect(repo, commit.tree, "", dirs, files)
+        tree = RepoTree(revision=commit_id.decode(), files=files, dirs=frozenset(dirs))
         with self._tree_lock:
-            self._tree_dirs[commit_id] = result
-        return result
+            self._trees[commit_id] = tree
+            while len(self._trees) > TREE_CACHE_REVISIONS:
+                self._trees.popitem(last=False)
+        return tree
 
 
 def _resolve(refs: Mapping[Any, Any], ref_name: bytes) -> bytes | None:
@@ -210,14 +236,20 @@ def _resolve(refs: Mapping[Any, Any], ref_name: bytes) -> bytes | None:
     return bytes(value) if value is not None else None
 
 
-def _collect_dirs(repo: MemoryRepo, tree_id: bytes, prefix: str, out: set[str]) -> None:
+def _collect(repo: MemoryRepo, tree_id: bytes, prefix: str, dirs: set[str], files: dict[str, bytes]) -> None:
+    """Every folder and regular file below a tree (symlinks and submodules are not followed)."""
     tree = repo[tree_id]
     assert isinstance(tree, Tree)
     for entry in tree.items():
-        if entry.mode is not None and entry.mode & 0o170000 == 0o040000:  # a directory
-            path = f"{prefix}{entry.path.decode()}"
-            out.add(path)
-            _collect_dirs(repo, entry.sha, path + "/", out)
+        path = f"{prefix}{entry.path.decode()}"
+        kind = entry.mode & _MODE_TYPE_MASK
+        if kind == _MODE_DIRECTORY:
+            dirs.add(path)
+            _collect(repo, entry.sha, path + "/", dirs, files)
+        elif kind == _MODE_REGULAR_FILE:
+            blob = repo[entry.sha]
+            if isinstance(blob, Blob):
+                files[path] = blob.data
 
 
 def _describe(exc: BaseException) -> str:

@@ -11,7 +11,10 @@ Webhook (`/runtime/webhooks/eventgrid?functionName=NAME`, as the Event Grid exte
 Subscriptions: which function receives which topic's events is declared once in
 `infra/event-subscriptions.json` (format in lab/docs/host.md). On start the host creates exactly those
 whose function exists, through the lab's control API, pointing at its own webhook with the system key,
-and deletes them again on a clean shutdown.
+and deletes them again on a clean shutdown. A topic alias that names several system topics (lab.json
+`eventgrid.topics.subscriptions`: every lab subscription's) becomes one Event Grid subscription per
+topic, named `<name>-1`, `<name>-2`, ... in the alias's order, as one Azure event subscription listens
+to one topic.
 """
 
 from __future__ import annotations
@@ -203,11 +206,31 @@ def load_declarations(path: Path) -> list[SubscriptionDeclaration]:
     return parse_declarations(doc, source=str(path))
 
 
-def resolve_topic(topic: str, lab_doc: Mapping[str, Any]) -> str | None:
+# Azure event subscription names are at most 64 characters; a group member's name adds "-<n>".
+_MAX_SUBSCRIPTION_NAME = 64
+
+
+def resolve_topics(topic: str, lab_doc: Mapping[str, Any]) -> tuple[list[str], bool] | None:
+    """The topic ids a declaration's topic stands for, and whether it was a group alias (a list in
+    lab.json `eventgrid.topics`, such as `subscriptions`); None for an unknown alias."""
     aliases = dict((lab_doc.get("eventgrid") or {}).get("topics") or {})
     if topic in aliases:
-        return str(aliases[topic])
-    return topic if topic.startswith("/subscriptions/") else None
+        value = aliases[topic]
+        if isinstance(value, list):
+            return [str(item) for item in value], True
+        return [str(value)], False
+    return ([topic], False) if topic.startswith("/subscriptions/") else None
+
+
+def subscription_names(name: str, topics: Sequence[str], *, grouped: bool) -> list[str]:
+    """One Event Grid subscription name per topic: the declared name, or `<name>-<n>` for a group alias."""
+    if not grouped:
+        return [name]
+    names = [f"{name}-{index}" for index in range(1, len(topics) + 1)]
+    too_long = [candidate for candidate in names if len(candidate) > _MAX_SUBSCRIPTION_NAME]
+    if too_long:
+        raise HostStartupError(f"event subscription name {too_long[0]!r} is longer than 64 characters")
+    return names
 
 
 class SubscriptionManager:
@@ -231,7 +254,7 @@ class SubscriptionManager:
     async def create(
         self, declarations: Sequence[SubscriptionDeclaration], functions: Mapping[str, IndexedFunction]
     ) -> None:
-        wanted = []
+        wanted: list[tuple[SubscriptionDeclaration, str, IndexedFunction, str]] = []
         for declaration in declarations:
             function = functions.get(declaration.function.lower())
             if function is None or function.trigger_type != "eventGridTrigger":
@@ -242,8 +265,8 @@ class SubscriptionManager:
                     declaration.function,
                 )
                 continue
-            topic = resolve_topic(declaration.topic, self._lab_doc)
-            if topic is None:
+            resolved = resolve_topics(declaration.topic, self._lab_doc)
+            if not resolved or not resolved[0]:
                 log.warning(
                     "event subscription %s: topic %r is neither an alias in lab.json eventgrid.topics nor "
                     "a resource id (is the lab's Event Grid service running?); not creating it",
@@ -251,15 +274,19 @@ class SubscriptionManager:
                     declaration.topic,
                 )
                 continue
-            wanted.append((declaration, function, topic))
+            topics, grouped = resolved
+            names = subscription_names(declaration.name, topics, grouped=grouped)
+            wanted.extend(
+                (declaration, name, function, topic) for name, topic in zip(names, topics, strict=True)
+            )
         if not wanted:
             return
         timeout = aiohttp.ClientTimeout(total=CONTROL_TIMEOUT_S)
         async with aiohttp.ClientSession(timeout=timeout) as session:
-            for declaration, function, topic in wanted:
+            for declaration, name, function, topic in wanted:
                 endpoint = self.endpoint_for(function.name)
                 body = {
-                    "name": declaration.name,
+                    "name": name,
                     "topic": topic,
                     "endpoint": endpoint,
                     "eventTypes": list(declaration.event_types),
@@ -273,7 +300,7 @@ class SubscriptionManager:
                             log.warning(
                                 "the lab refused event subscription %s (HTTP %d); events for %s will not "
                                 "arrive (is the lab's Event Grid service running?)",
-                                declaration.name,
+                                name,
                                 response.status,
                                 function.name,
                             )
@@ -281,16 +308,16 @@ class SubscriptionManager:
                 except (aiohttp.ClientError, TimeoutError) as exc:
                     log.warning(
                         "creating event subscription %s failed (%s); events for %s will not arrive",
-                        declaration.name,
+                        name,
                         type(exc).__name__,
                         function.name,
                     )
                     continue
-                self._created[declaration.name] = endpoint
+                self._created[name] = endpoint
                 log.info(
                     "event subscription %s: %s events %s -> %s (%s)",
-                    declaration.name,
-                    declaration.topic,
+                    name,
+                    topic,
                     ",".join(declaration.event_types) or "(all)",
                     function.name,
                     declaration.schema,

@@ -1,10 +1,11 @@
 """The emulated Key Vault `kv-ipc-fluxfleet`: secrets data plane, challenge auth, RBAC-ish access, events.
 
-The vault holds the fleet's Flux Git credential (`flux-gitops-pat`), seeded from the PAT the devops service
-mints for the panels, with `exp` = the PAT's validTo. The app reads it with `SecretClient` exactly as in
-Azure: the SDK's challenge policy first sends a bare request, gets 401 + `WWW-Authenticate`, fetches a token
-for `https://vault.azure.net` and retries. Secret changes and the lab clock raise Key Vault's Event Grid
-events.
+The vault holds the fleet's Flux Git credential (`flux-gitops-pat`), seeded from the read-only PAT the
+devops service mints for the factory panels, and the image-automation runner's write credential
+(`flux-gitops-automation-pat`), each with `exp` = the PAT's validTo. The app reads them with
+`SecretClient` exactly as in Azure: the SDK's challenge policy first sends a bare request, gets 401 +
+`WWW-Authenticate`, fetches a token for `https://vault.azure.net` and retries. Secret changes and the lab
+clock raise Key Vault's Event Grid events.
 """
 
 from __future__ import annotations
@@ -33,6 +34,9 @@ VAULT_NAME: Final = "kv-ipc-fluxfleet"
 RESOURCE_GROUP: Final = "rg-ipc-platform"
 PAT_SECRET_NAME: Final = "flux-gitops-pat"
 PAT_SCOPE: Final = "vso.code"
+# The runner's credential: the image-automation controller pushes its commits with it (issue 15).
+AUTOMATION_PAT_SECRET_NAME: Final = "flux-gitops-automation-pat"
+AUTOMATION_PAT_SCOPE: Final = "vso.code_write"
 
 ROLE_SECRETS_OFFICER: Final = "Key Vault Secrets Officer"
 ROLE_SECRETS_USER: Final = "Key Vault Secrets User"
@@ -107,20 +111,26 @@ class KeyVaultService(LabService):
         self.watcher.reset()
 
     def _seed(self) -> None:
-        """The fleet PAT as the operator stored it: text/plain, exp = the PAT's validTo, its id in tags."""
+        """Both PATs as the operator stored them: text/plain, exp = the PAT's validTo, its id in tags."""
         self.backend.reset()
         devops: Any = self.lab.service("devops")  # starts and resets before the vault (SERVICE_MODULES)
-        record = devops.initial_fleet_pat_record
-        token: str = devops.initial_fleet_pat
-        authorization_id, expires = str(record.authorization_id), _unix_seconds(record.valid_to)
-        self.backend.set_secret(
-            PAT_SECRET_NAME,
-            value=token,
-            content_type="text/plain",
-            tags={"authorizationId": authorization_id, "scope": PAT_SCOPE},
-            expires=expires,
-            notify=False,
-        )
+        for name, record, token, scope in (
+            (PAT_SECRET_NAME, devops.initial_fleet_pat_record, devops.initial_fleet_pat, PAT_SCOPE),
+            (
+                AUTOMATION_PAT_SECRET_NAME,
+                devops.automation_pat_record,
+                devops.automation_pat,
+                AUTOMATION_PAT_SCOPE,
+            ),
+        ):
+            self.backend.set_secret(
+                name,
+                value=token,
+                content_type="text/plain",
+                tags={"authorizationId": str(record.authorization_id), "scope": scope},
+                expires=_unix_seconds(record.valid_to),
+                notify=False,
+            )
 
     # --- events ------------------------------------------------------------------------------------
     def _raise_event(self, event_type: str, version: SecretVersion) -> None:
@@ -223,6 +233,7 @@ class KeyVaultService(LabService):
                 # An IP host cannot be a subdomain of vault.azure.net; only the lab turns this check off.
                 "FLUXFLEET_KEYVAULT_VERIFY_CHALLENGE_RESOURCE": "false",
                 "FLUXFLEET_PAT_SECRET_NAME": PAT_SECRET_NAME,
+                "FLUXFLEET_AUTOMATION_PAT_SECRET_NAME": AUTOMATION_PAT_SECRET_NAME,
             },
         }
 

@@ -28,7 +28,13 @@ from lab.core.clock import LabClock
 from lab.fleet.agents import AgentRuntime
 from lab.fleet.git_fetch import FetchRequest, FetchResult, clone_error
 from lab.fleet.model import FLUX_CONFIGURATION_NAME, Actor, FluxConfig, Panel, fingerprint
-from lab.fleet.seeding import SeedPlan, seed_fleet
+from lab.fleet.seeding import (
+    IMAGE_AUTOMATION_KUSTOMIZATION,
+    WORKLOADS_KUSTOMIZATION,
+    SeedPlan,
+    platform_flux_spec,
+    seed_fleet,
+)
 from lab.fleet.truth import cluster_truth
 from tests.labkit import LabHandle, LabProcess
 
@@ -254,6 +260,10 @@ def test_a_missing_kustomization_path_fails_only_that_kustomization() -> None:
     world = make_world(
         git=FakeGit(revision=HEAD, tree_dirs=frozenset({"kubernetes", "kubernetes/workloads"}))
     )
+    two = platform_flux_spec(
+        git_url=GIT_URL, kustomizations=(WORKLOADS_KUSTOMIZATION, IMAGE_AUTOMATION_KUSTOMIZATION)
+    )
+    world.patch(kustomizations=two.kustomizations)  # factory panels are seeded with workloads only
     world.git.revision = NEXT  # a new commit deleted the image-automation folder
 
     world.sync()
@@ -300,7 +310,7 @@ def test_provider_azure_uses_a_bearer_token_only_where_workload_identity_is_read
 
     world.sync()
 
-    ready = world.panel.identity.supports_workload_identity
+    ready = world.panel.supports_workload_identity
     assert ready, "ipc-panel-0001 is seeded workload-identity ready"
     assert world.git.requests[-1].credentials.bearer_token == "entra-token"
     assert world.git.requests[-1].credentials.password is None
@@ -365,7 +375,7 @@ def tick(lab: LabHandle) -> dict[str, Any]:
 def test_a_fresh_lab_is_a_healthy_fleet(fleet: LabHandle) -> None:
     state = fleet.state()
     initial = next(pat for pat in state["pats"] if pat["displayName"] == "flux-gitops (fleet)")
-    clusters = state["clusters"]
+    clusters = [c for c in state["clusters"] if not c["runner"]]  # the factory panels
     online = [c for c in clusters if c["online"]]
 
     assert len(clusters) == 12
@@ -384,7 +394,7 @@ def test_a_rotated_pat_is_delivered_and_used_for_a_real_fetch(fleet: LabHandle) 
     summary = tick(fleet)
 
     after = truth(fleet, "ipc-panel-0001")
-    assert summary == {"synced": 10, "fetched": 10, "failed": 0}
+    assert summary == {"synced": 11, "fetched": 11, "failed": 0}, "10 online panels and the runner"
     new_fingerprint = next(
         p["fingerprint"] for p in fleet.state()["pats"] if p["authorizationId"] == new["authorizationId"]
     )

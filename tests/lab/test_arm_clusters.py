@@ -79,10 +79,14 @@ def arm_get(lab: LabHandle, path: str, *, token: str | None = None) -> requests.
 
 
 def test_the_fleet_is_spread_over_subscriptions_with_exact_ring_shares(arm: LabHandle) -> None:
-    seen: list[Listed] = []
+    listed_all: list[Listed] = []
     for subscription in arm.doc["subscriptions"]:
-        seen += list_subscription(arm, subscription)
+        listed_all += list_subscription(arm, subscription)
+    # The image-automation runner is listed too, but belongs to no ring or site (lab/docs/arm.md).
+    runners = [c for c in listed_all if c.tags.get("fluxfleet-role") == "image-automation"]
+    seen = [c for c in listed_all if c not in runners]
 
+    assert [runner.name for runner in runners] == ["ipc-automation-hub"]
     assert len(seen) == 50
     assert Counter(cluster.tags["ring"] for cluster in seen) == {"canary": 5, "early": 15, "broad": 30}
     by_subscription = Counter(cluster.subscription for cluster in seen)
@@ -242,13 +246,14 @@ def test_every_panel_has_a_flux_extension_and_some_run_an_old_one(arm: LabHandle
         assert same.properties.current_version == extension.properties.current_version
         versions[extension.properties.current_version] += 1
 
-    assert set(versions) == {"1.16.3", "1.13.4"}
-    assert versions["1.16.3"] > versions["1.13.4"] > 0
+    assert set(versions) == {"1.16.3", "1.13.1"}
+    assert versions["1.16.3"] > versions["1.13.1"] > 0
 
 
 @pytest.fixture(scope="module")
 def big_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabHandle]:
-    """More panels than one page (100) in the subscription and in a site's resource group."""
+    """More panels than one page (100) in the subscription and in a site's resource group (630 panels
+    plus the automation runner)."""
     state_dir: Path = tmp_path_factory.mktemp("arm-paging")
     with LabProcess(state_dir, clusters=630, subscriptions=1, azurite=False) as handle, handle.applied_env():
         yield handle
@@ -261,10 +266,10 @@ def test_lists_page_with_next_links_and_the_sdk_follows_them(big_lab: LabHandle)
     names = [cluster.name for page in pages for cluster in page]
     munich = [listed(c) for c in client.connected_cluster.list_by_resource_group("rg-ipc-site-munich")]
 
-    assert [len(page) for page in pages] == [100, 100, 100, 100, 100, 100, 30]
-    assert len(set(names)) == 630
+    assert [len(page) for page in pages] == [100, 100, 100, 100, 100, 100, 31]
+    assert len(set(names)) == 631
     assert names == sorted(names)
-    assert names[0] == "ipc-panel-0001"
+    assert names[:2] == ["ipc-automation-hub", "ipc-panel-0001"]
     assert len(munich) > 100, "a site's group needs two pages too"
     assert all(cluster.tags["site"] == "munich" for cluster in munich)
     log = big_lab.control("GET", "/_lab/requests?service=arm")["requests"]

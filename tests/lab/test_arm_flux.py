@@ -111,10 +111,8 @@ def test_the_seeded_configuration_is_the_platform_config_and_compliant(arm: LabH
     assert git.repository_ref is not None
     assert (git.repository_ref.branch, git.https_user) == ("main", "git")
     assert git.sync_interval_in_seconds == 300
-    assert {name: k.path for name, k in kustomizations.items()} == {
-        "workloads": "./kubernetes/workloads",
-        "image-automation": "./kubernetes/flux-system/image-automation",
-    }
+    # A factory panel applies the workloads only; the image automation runs on the runner (issue 15).
+    assert {name: k.path for name, k in kustomizations.items()} == {"workloads": "./kubernetes/workloads"}
     assert all(k.prune for k in kustomizations.values())
     assert (props.compliance_state, props.provisioning_state) == ("Compliant", "Succeeded")
     assert props.source_synced_commit_id == f"main/{head}"
@@ -149,6 +147,23 @@ def test_protected_settings_are_accepted_but_never_returned(arm: LabHandle) -> N
         assert new_pat not in response.text
     truth = arm.control("GET", f"/_lab/clusters/{PANEL}")
     assert truth["config_generation"] == 2, "a protected-settings PATCH always counts as a change"
+
+
+def test_protected_settings_are_merged_by_a_patch_and_null_removes_a_key(arm: LabHandle) -> None:
+    """Issue 12, finding 16: ARM merges a PATCH's protected settings (JSON merge patch). `{}` keeps
+    the PAT; `{"httpsKey": null}` (what the workload-identity migration sends) removes it."""
+    client = flux_client(arm).flux_configurations
+
+    def patch(protected: dict[str, str | None]) -> list[str]:
+        client.begin_update(
+            GROUP, *ON_ARC, PANEL, CONFIG, {"properties": {"configurationProtectedSettings": protected}}
+        ).result()
+        return list(arm.control("GET", f"/_lab/clusters/{PANEL}")["configuration"]["protectedSettingKeys"])
+
+    assert patch({}) == ["httpsKey"], "an empty map changes nothing"
+    other = base64.b64encode(b"-----BEGIN OPENSSH PRIVATE KEY-----").decode()
+    assert patch({"sshPrivateKey": other}) == ["httpsKey", "sshPrivateKey"], "other keys are merged in"
+    assert patch({"httpsKey": None}) == ["sshPrivateKey"], "null removes the PAT"
 
 
 def test_patch_is_a_real_lro_with_azure_async_operation_polling(arm: LabHandle) -> None:

@@ -3,7 +3,8 @@
 Credentials are judged the way Azure DevOps judges them: a PAT as the Basic password (read needs
 `vso.code`, push `vso.code_write`), unexpired by the lab clock and unrevoked, or the Function app's
 managed-identity token as a Bearer header. Failures must look like Azure DevOps' to git: 401 with a
-Basic challenge ("Authentication failed"), 403 for a push the credential may not make.
+Basic challenge ("Authentication failed"), 403 for a push the credential may not make — on the
+receive-pack advertisement already, which is what a "may this credential push?" probe asks.
 """
 
 from __future__ import annotations
@@ -129,8 +130,68 @@ def test_a_read_only_pat_cannot_push_and_main_does_not_move(devops_lab: LabHandl
     commit_one_file(devops_lab, tmp_path, clone, "read-only.txt")
     result = git(devops_lab, tmp_path, "push", "origin", "main", cwd=clone)
     assert result.returncode != 0
-    assert "403" in result.stderr
+    # What git prints for Azure DevOps' refusal: the 403 body as `remote:` lines, then the status.
+    assert "remote: TF401027: You need the Git 'GenericContribute' permission" in result.stderr
+    assert "The requested URL returned error: 403" in result.stderr
+    assert pat["token"] not in result.stderr
     assert head(devops_lab) == before
+
+
+def receive_pack_advertisement(lab: LabHandle, token: str) -> requests.Response:
+    """`GET info/refs?service=git-receive-pack`: what a push asks first, and what a push probe asks."""
+    return requests.get(
+        lab.doc["git_url"] + "/info/refs?service=git-receive-pack",
+        headers={"Authorization": "Basic " + base64.b64encode(f"git:{token}".encode()).decode()},
+        verify=lab.ca_bundle,
+        timeout=10,
+    )
+
+
+def test_a_read_only_pat_is_refused_the_receive_pack_advertisement_in_azure_devops_words(
+    devops_lab: LabHandle,
+) -> None:
+    response = receive_pack_advertisement(devops_lab, mint_pat(devops_lab, "vso.code")["token"])
+    assert response.status_code == 403
+    assert response.headers["Content-Type"].startswith("text/plain")
+    message = (
+        "TF401027: You need the Git 'GenericContribute' permission to perform this action. "
+        "Details: identity 'operator@contoso.example', scope 'repository'.\n"
+    )
+    # The shape dev.azure.com sends: service pkt-line, two flushes, the message as a pkt-line, then plain.
+    assert response.text == (
+        "001f# service=git-receive-pack\n00000000" + f"{len(message) + 4:04x}" + message + message
+    )
+
+
+def test_the_same_read_only_pat_still_gets_the_upload_pack_advertisement(devops_lab: LabHandle) -> None:
+    token = mint_pat(devops_lab, "vso.code")["token"]
+    response = requests.get(
+        devops_lab.doc["git_url"] + "/info/refs?service=git-upload-pack",
+        headers={"Authorization": "Basic " + base64.b64encode(f"git:{token}".encode()).decode()},
+        verify=devops_lab.ca_bundle,
+        timeout=10,
+    )
+    assert response.status_code == 200
+
+
+@pytest.mark.parametrize("scope", ["vso.code_write", "vso.code_manage", "vso.code_full"])
+def test_every_code_scope_that_includes_write_gets_the_receive_pack_advertisement(
+    devops_lab: LabHandle, scope: str
+) -> None:
+    response = receive_pack_advertisement(devops_lab, mint_pat(devops_lab, scope)["token"])
+    assert response.status_code == 200
+    assert response.headers["Content-Type"] == "application/x-git-receive-pack-advertisement"
+    assert b"refs/heads/main" in response.content
+
+
+def test_a_revoked_write_pat_is_unauthenticated_not_forbidden_on_the_advertisement(
+    devops_lab: LabHandle,
+) -> None:
+    pat = mint_pat(devops_lab, "vso.code_write")
+    devops_lab.control("POST", f"/_lab/devops/pats/{pat['authorizationId']}/revoke", expect=200)
+    response = receive_pack_advertisement(devops_lab, pat["token"])
+    assert response.status_code == 401
+    assert response.text == "Access Denied: The Personal Access Token used has been revoked."
 
 
 def test_a_write_pat_pushes_to_main_and_the_commit_is_ground_truth(

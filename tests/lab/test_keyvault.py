@@ -95,7 +95,7 @@ def test_listing_secrets_shows_each_secret_once(vault: SecretClient) -> None:
     vault.set_secret("listed", "v1")
     vault.set_secret("listed", "v2")
     names = [str(p.name) for p in vault.list_properties_of_secrets()]
-    assert sorted(names) == ["flux-gitops-pat", "listed"]
+    assert sorted(names) == ["flux-gitops-automation-pat", "flux-gitops-pat", "listed"]
 
 
 def test_a_disabled_version_is_refused_with_forbidden_secret_disabled(vault: SecretClient) -> None:
