@@ -23,7 +23,6 @@ from functions.events import event_envelope, event_type
 from functions.http import (
     accepted,
     authorize,
-    caller,
     handle_errors,
     idempotency_key,
     json_response,
@@ -46,7 +45,7 @@ def credentials_rollout(req: func.HttpRequest) -> func.HttpResponse:
     from shared.services.credentials.requests import parse_rollout_request
 
     container = get_container()
-    who = authorize(caller(req), allowed=container.settings.allowed_principals, action=ACTION)
+    who = authorize(req, container.settings, action=ACTION)
     request = parse_rollout_request(read_json(req), requested_by=who, idempotency_key=idempotency_key(req))
     started = container.credentials.start_rollout(request)
     version = {"version": started.version.version, "expiresOn": format_optional(started.version.expires_on)}
@@ -82,7 +81,7 @@ def credentials_migrate(req: func.HttpRequest) -> func.HttpResponse:
     from shared.services.credentials.requests import parse_migration_request
 
     container = get_container()
-    who = authorize(caller(req), allowed=container.settings.allowed_principals, action=ACTION)
+    who = authorize(req, container.settings, action=ACTION)
     request = parse_migration_request(read_json(req), requested_by=who, idempotency_key=idempotency_key(req))
     started = container.credentials.start_migration(request)
     if started.result is None:

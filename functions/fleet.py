@@ -14,7 +14,6 @@ from functions.events import queue_json
 from functions.http import (
     accepted,
     authorize,
-    caller,
     handle_errors,
     idempotency_key,
     json_response,
@@ -49,7 +48,7 @@ def _change(req: func.HttpRequest, *, kind: str) -> func.HttpResponse:
     from shared.services.fleet.requests import parse_change_request
 
     container = get_container()
-    who = authorize(caller(req), allowed=container.settings.allowed_principals, action="change the fleet")
+    who = authorize(req, container.settings, action="change the fleet")
     request = parse_change_request(read_json(req))
     answer = container.fleet.request_change(
         kind=kind, request=request, requested_by=who, idempotency_key=idempotency_key(req)
@@ -67,6 +66,17 @@ def _change(req: func.HttpRequest, *, kind: str) -> func.HttpResponse:
 @handle_errors
 def fleet_get_operation(req: func.HttpRequest) -> func.HttpResponse:
     return json_response(get_container().engine.get_operation(req.route_params["id"]))
+
+
+@bp.route(route="operations/{id}/cancel", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+@handle_errors
+def fleet_cancel_operation(req: func.HttpRequest) -> func.HttpResponse:
+    """Stop a running operation: `{"reason"}` required; who, when and why are recorded on it."""
+    container = get_container()
+    who = authorize(req, container.settings, action="cancel fleet operations")
+    body = read_json(req)
+    document = container.engine.cancel(req.route_params["id"], reason=body.get("reason"), requested_by=who)
+    return json_response(document)
 
 
 @bp.route(route="operations", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)

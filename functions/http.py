@@ -1,27 +1,31 @@
 """The one HTTP intake every route uses: who is calling, may they, the body, the query, the answer.
 
-A handler reads, in this order: `caller(req)` and — on a fleet-changing route — `authorize(caller)`
-*before* anything of the body is looked at (an unauthorised caller learns nothing about what would have
-been valid); then `read_json(req)` for the body (size, UTF-8, a JSON object), `idempotency_key(req)` and
-`query_int(...)` for the query, each refusing bad input with a 4xx `application/problem+json` that names
-the field; then it calls one service and answers with `json_response`, or `accepted(...)` for a started
-operation (202, an absolute `statusUrl` and `Location`, one `Retry-After`). `handle_errors` turns any
-domain error into its problem document; anything else becomes a 500 without internals (the log has them).
+A handler reads, in this order: on a fleet-changing route `authorize(req, settings)` (who is
+calling, and may they) *before* anything of the body is looked at (an unauthorised caller learns
+nothing about what would have been valid); then `read_json(req)` for the body (size, UTF-8, a JSON
+object), `idempotency_key(req)` and `query_int(...)` for the query, each refusing bad input with a 4xx
+`application/problem+json` that names the field; then it calls one service and answers with
+`json_response`, or `accepted(...)` for a started operation (202, an absolute `statusUrl` and
+`Location`, one `Retry-After`). `handle_errors` turns any domain error into its problem document;
+anything else becomes a 500 without internals (the log has them, scrubbed).
 """
 
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import logging
+import re
+import traceback
 from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
 import azure.functions as func
 
-from shared.errors import FluxfleetError, Forbidden, InvalidInput, PayloadTooLarge
+from shared.config import Settings
+from shared.errors import FluxfleetError, Forbidden, InvalidInput, PayloadTooLarge, safe_text
+from shared.principals import request_principal
 
 log = logging.getLogger("fluxfleet.http")
 
@@ -29,6 +33,11 @@ log = logging.getLogger("fluxfleet.http")
 MAX_BODY_BYTES = 64 * 1024
 # Longest Idempotency-Key accepted: a UUID or a pipeline run id fits many times over.
 MAX_IDEMPOTENCY_KEY = 200
+# Query numbers: ASCII digits, short enough that no page size or count is ever cut off.
+_MAX_QUERY_DIGITS = 6
+_WHOLE_NUMBER = re.compile(rf"[0-9]{{1,{_MAX_QUERY_DIGITS}}}")
+# Enough of a traceback to find the fault.
+MAX_TRACE_TEXT = 8000
 # What a 202 suggests to pollers (s): about how long a small fleet's first panels take.
 POLL_AFTER_S = 5
 
@@ -49,7 +58,7 @@ def problem_response(error: FluxfleetError, *, instance: str | None = None) -> f
     if instance:
         body["instance"] = instance
     headers = {}
-    retry_after = getattr(error, "retry_after", None)
+    retry_after = getattr(error, "retry_after", None) or (POLL_AFTER_S if error.transient else None)
     if retry_after:
         headers["Retry-After"] = str(int(retry_after + 0.999))
     return func.HttpResponse(
@@ -107,33 +116,34 @@ def idempotency_key(req: func.HttpRequest) -> str | None:
 
 
 def query_int(req: func.HttpRequest, name: str, *, default: int, maximum: int) -> int:
-    """A whole-number query parameter from 1 to `maximum` (400 naming it otherwise)."""
-    raw = req.params.get(name) or str(default)
-    if not raw.isdigit() or not 1 <= int(raw) <= maximum:
+    """A whole-number query parameter from 1 to `maximum` (400 naming it otherwise).
+
+    ASCII digits only, at most `_MAX_QUERY_DIGITS` of them: `str.isdigit()` also accepts `²` and other
+    Unicode digits that `int()` then refuses, and a 5,000-digit number is nobody's page size.
+    """
+    raw = req.params.get(name)
+    if raw is None or raw == "":
+        return default
+    if not _WHOLE_NUMBER.fullmatch(raw) or not 1 <= int(raw) <= maximum:
         raise InvalidInput(name, f"must be a whole number from 1 to {maximum}")
     return int(raw)
 
 
 # --- who is calling -----------------------------------------------------------------------------------
-def caller(req: func.HttpRequest) -> str:
-    """Who is calling: the App Service authentication principal, else which function key was used.
-
-    The worker is not told the key's *name*, so a key is identified by a short hash of it: stable,
-    auditable, and useless to anyone reading the audit trail.
-    """
-    principal: str | None = req.headers.get("x-ms-client-principal-name")
-    if principal:
-        return principal.strip()[:200]
+def caller(req: func.HttpRequest, *, platform_auth: bool) -> str:
+    """Who is calling (see `shared.principals`): App Service authentication's principal when the platform
+    has it on (`WEBSITE_AUTH_ENABLED`), else the id of the function key used, else `anonymous`.
+    Client-sent principal headers are never believed on their own."""
     key: str | None = req.headers.get("x-functions-key") or req.params.get("code")
-    if key:
-        return "function-key:" + hashlib.sha256(key.encode()).hexdigest()[:12]
-    return "anonymous"
+    return request_principal(req.headers, function_key=key, platform_auth=platform_auth)
 
 
-def authorize(who: str, *, allowed: tuple[str, ...], action: str) -> str:
-    """403 unless `who` may change the fleet (`FLUXFLEET_ALLOWED_PRINCIPALS`; empty allows every
-    authenticated caller). Principal names compare case-insensitively, as Entra treats them."""
-    permitted = {principal.lower() for principal in allowed}
+def authorize(req: func.HttpRequest, settings: Settings, *, action: str) -> str:
+    """The caller, or 403 unless they may `action` (`FLUXFLEET_ALLOWED_PRINCIPALS`; empty allows every
+    caller the host let in). Principal names compare case-insensitively, as Entra treats them. Every
+    fleet-changing route calls this before it looks at the body."""
+    who = caller(req, platform_auth=settings.platform_auth_enabled)
+    permitted = {principal.lower() for principal in settings.allowed_principals}
     if permitted and who.lower() not in permitted:
         raise Forbidden(f"{who} may not {action} (FLUXFLEET_ALLOWED_PRINCIPALS)")
     return who
@@ -149,7 +159,10 @@ def handle_errors(handler: Handler) -> Handler:
                 log.warning("request failed: %s", exc.message, extra={"code": exc.code})
             return problem_response(exc, instance=_path(req.url))
         except Exception:
-            log.exception("unhandled error in %s", handler.__name__)
+            # Not `log.exception`: the traceback's text is scrubbed like any remote text first, because
+            # an exception raised deep in an SDK may carry what a request held.
+            trace = safe_text(traceback.format_exc(), limit=MAX_TRACE_TEXT)
+            log.error("unhandled error in %s: %s", handler.__name__, trace)
             error = FluxfleetError("an unexpected error occurred; the operation id and time are in the logs")
             return problem_response(error, instance=_path(req.url))
 

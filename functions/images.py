@@ -92,7 +92,9 @@ def image_check(req: func.HttpRequest) -> func.HttpResponse:
     from shared.services.images.requests import parse_check_request
 
     ref = parse_check_request(read_json(req), default_registry=_login_server())
-    record = get_container().images.preflight(ref=ref, requested_by=caller(req))
+    container = get_container()
+    who = caller(req, platform_auth=container.settings.platform_auth_enabled)
+    record = container.images.preflight(ref=ref, requested_by=who)
     return json_response(record.to_document())
 
 

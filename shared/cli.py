@@ -1,5 +1,7 @@
 """`python -m shared.cli pat ...`: the steps of PAT rotation that need a *person's* identity.
 
+(And `key-id`, which prints the audit id of a function key read from stdin, for the allow-list.)
+
 Microsoft does not let a managed identity or service principal create or revoke Azure DevOps PATs, so
 the Functions app never does either. An operator runs, with their own sign-in:
 
@@ -116,7 +118,30 @@ def _parser() -> argparse.ArgumentParser:
     revoke.add_argument("--dry-run", action="store_true", help="say what would be revoked; revoke nothing")
     revoke.add_argument("--json", action="store_true", help="print the result as JSON")
     revoke.set_defaults(run=run_revoke_superseded)
+
+    key_id = groups.add_parser(
+        "key-id",
+        help="print the audit id of a function key read from stdin (for FLUXFLEET_ALLOWED_PRINCIPALS)",
+    )
+    key_id.set_defaults(run=run_key_id)
     return parser
+
+
+# --- key-id ----------------------------------------------------------------------------------------------
+def run_key_id(args: argparse.Namespace, *, out: TextIO, read: Callable[[], str] | None = None) -> int:
+    """`key-id`: the id a function key appears as in `requestedBy` and the allow-list.
+
+    The key is read from stdin (`az functionapp keys list ... --query functionKeys.default -o tsv |
+    python -m shared.cli key-id`), so it is never on a command line or in shell history; only the id,
+    a hash prefix that cannot be turned back into the key, is printed.
+    """
+    from shared.principals import function_key_id
+
+    key = (read or sys.stdin.read)().strip()
+    if not key:
+        raise FluxfleetError("no function key on stdin (pipe the key in; it is never an argument)")
+    print(function_key_id(key), file=out)
+    return 0
 
 
 def _common(command: argparse.ArgumentParser) -> None:

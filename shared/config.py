@@ -72,6 +72,14 @@ class Settings:
             "FLUXFLEET_RINGS", setting="rollout order of the panels' `ring` tag values, comma-separated"
         ),
     )
+    platform_auth_enabled: bool = field(
+        default=False,
+        metadata=_env(
+            "WEBSITE_AUTH_ENABLED",
+            setting="set by App Service when its authentication is on; only then is the caller read "
+            "from `x-ms-client-principal`, else a caller is its function key's id",
+        ),
+    )
     allowed_principals: tuple[str, ...] = field(
         default=(),
         metadata=_env(

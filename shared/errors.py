@@ -17,15 +17,55 @@ from typing import Any
 # Enough of a remote error to understand it; long bodies are where echoed secrets hide.
 MAX_REMOTE_TEXT = 300
 
-_SECRETISH = re.compile(
-    r"(?i)(bearer\s+[\w.\-~+/]+=*|basic\s+[\w+/]+=*|(?:pat|token|key|password|secret|sig|code)=[^&\s\"']+"
-    r"|[a-z0-9]{52})"  # 52 chars of [a-z0-9] is the shape of an Azure DevOps PAT
+# What a secret looks like in text a remote service (or an exception) wrote. Each pattern keeps the
+# words around the secret, so an operator still reads what went wrong:
+# - URL userinfo: `https://user:PAT@host` → `https://[redacted]@host`;
+# - an Authorization header's credentials, and `name=value` pairs with a secret's name;
+# - JSON pairs whose name is a secret's (`"token": "…"`, `"httpsKey": "…"`, `"client_secret": …`);
+# - long runs that look like encoded secrets (see `_looks_encoded`): Azure DevOps PATs (52 characters
+#   of base32, or the 84-character mixed-case format), base64 `httpsKey` values, JWT segments.
+# Hex (commit shas, image digests), GUIDs, ARM ids and URLs are kept: they are how a reader finds things.
+_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)[^/\s@]+@")
+_AUTH_SCHEME = re.compile(r"(?i)\b(bearer|basic)\s+[\w.\-~+/]+=*")
+_SENSITIVE_NAMES = (
+    r"(?:[\w-]*(?:token|passw(?:or)?d|secret|key|sig(?:nature)?|credentials?|authorization)"
+    r"|pat|code)"
 )
+_QUERY_PAIR = re.compile(rf"(?i)\b({_SENSITIVE_NAMES})=[^&\s\"']+")
+_JSON_PAIR = re.compile(rf'(?i)("{_SENSITIVE_NAMES}"\s*:\s*)"(?:[^"\\]|\\.)*"')
+_ENCODED_RUN = re.compile(r"[A-Za-z0-9+/_-]{40,}={0,2}")
+_HEX = re.compile(r"[0-9a-fA-F]+")
+_HASH_LENGTHS = (40, 64)  # SHA-1 and SHA-256 in hex: Git commits and OCI digests
+_BASE32 = re.compile(r"[a-z2-7]{52,}|[A-Z2-7]{52,}")
+# An encoded value is one long unbroken run; names and paths break into words shorter than this.
+_MIN_ENCODED_WORD = 20
+
+
+def _looks_encoded(run: str) -> bool:
+    """A 40+ character run that is an encoded secret rather than a name, a path or a hash."""
+    body = run.rstrip("=")
+    if len(body) in _HASH_LENGTHS and _HEX.fullmatch(body):
+        return False  # a commit sha or an image digest
+    if _BASE32.fullmatch(body):
+        return True  # a classic Azure DevOps PAT
+    has_digit = any(ch.isdigit() for ch in body)
+    mixed_case = any(ch.islower() for ch in body) and any(ch.isupper() for ch in body)
+    if not (has_digit and mixed_case):
+        return False  # lowercase names such as `ipc-panel-0001-workloads-kustomization`
+    return max(len(word) for word in re.split(r"[/_-]", body)) >= _MIN_ENCODED_WORD
+
+
+def _redact_run(match: re.Match[str]) -> str:
+    return "[redacted]" if _looks_encoded(match.group(0)) else match.group(0)
 
 
 def safe_text(text: object, *, limit: int = MAX_REMOTE_TEXT) -> str:
     """Remote text fit for a log line or a response: secrets redacted, length bounded."""
-    value = _SECRETISH.sub("[redacted]", str(text))
+    value = _USERINFO.sub(r"\1[redacted]@", str(text))
+    value = _AUTH_SCHEME.sub(r"\1 [redacted]", value)
+    value = _JSON_PAIR.sub(r'\1"[redacted]"', value)
+    value = _QUERY_PAIR.sub(r"\1=[redacted]", value)
+    value = _ENCODED_RUN.sub(_redact_run, value)
     return value if len(value) <= limit else value[:limit] + "…"
 
 
@@ -63,6 +103,8 @@ class TransientError(FluxfleetError):
     status = 503
     code = "ServiceUnavailable"
     transient = True
+    # Whether a retry after this spends one of a bounded number of attempts (a throttle does not).
+    counts_as_attempt = True
 
     def __init__(self, message: str, *, retry_after: float | None = None, **context: Any) -> None:
         super().__init__(message, **context)
@@ -113,6 +155,16 @@ class Conflict(PermanentError):
 class Throttled(TransientError):
     status = 429
     code = "Throttled"
+    counts_as_attempt = False
+
+
+class Busy(TransientError):
+    """ARM's 409 on a write: the resource has another operation in progress (a suspend and a credential
+    rollout touching one panel). It finishes on its own: retry later, as for a throttle."""
+
+    status = 409
+    code = "Busy"
+    counts_as_attempt = False
 
 
 class MissingSetting(PermanentError):
@@ -154,9 +206,9 @@ def from_azure_error(exc: BaseException, *, what: str) -> FluxfleetError:
     if isinstance(exc, (az.ResourceExistsError, az.ResourceModifiedError)) or status in (409, 412):
         return Conflict(detail)
     if status == 429:
-        return Throttled(detail, retry_after=_retry_after(exc))
+        return Throttled(detail, retry_after=retry_after_of(exc))
     if status is not None and (status >= 500 or status == 408):
-        return TransientError(detail, retry_after=_retry_after(exc))
+        return TransientError(detail, retry_after=retry_after_of(exc))
     if isinstance(exc, (az.ServiceRequestError, az.ServiceResponseError, TimeoutError, ConnectionError)):
         return TransientError(detail)
     if status is not None and 400 <= status < 500:
@@ -164,7 +216,8 @@ def from_azure_error(exc: BaseException, *, what: str) -> FluxfleetError:
     return TransientError(detail)
 
 
-def _retry_after(exc: BaseException) -> float | None:
+def retry_after_of(exc: BaseException) -> float | None:
+    """The `Retry-After` (seconds) of an azure-core error's response, when it has one."""
     response = getattr(exc, "response", None)
     headers = getattr(response, "headers", None) or {}
     value = headers.get("Retry-After") or headers.get("retry-after")

@@ -151,6 +151,7 @@ class OperationRecord:
     idempotency_key: str | None = None
     request_hash: str | None = None
     finished_at: datetime | None = None
+    cancelled_by: str | None = None  # who cancelled it (the reason is `halted_reason`)
     etag: str | None = None
 
 
@@ -177,6 +178,10 @@ class PanelRecord:
     baseline_commit_id: str | None = None
     tags: Mapping[str, str] = field(default_factory=dict)
     reapply: bool = False  # re-send a change ARM already holds (Arc's 48-hour window lapsed)
+    # A PATCH was sent (its answer may have been lost): a later "nothing to write" is then our write
+    # having landed, and the panel is verified like any written one. Sticky through retries.
+    write_attempted: bool = False
+    sweeps: int = 0  # times the sweeper re-sent this panel's work (a lost or always-failing message)
     etag: str | None = None
 
     @property
@@ -230,6 +235,13 @@ class OperationStore(Protocol):
 
     def release_idempotency(self, *, scope: str, key: str, operation_id: str) -> None:
         """Forget a key whose operation was never created (the request was refused)."""
+        ...
+
+    def take_over_idempotency(
+        self, *, scope: str, key: str, abandoned_id: str, operation_id: str, request_hash: str
+    ) -> bool:
+        """Point `key` at `operation_id` if it still names `abandoned_id` (ETag-guarded): a claim whose
+        process died before creating its operation. False when another request took it first."""
         ...
 
 

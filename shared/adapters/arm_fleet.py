@@ -34,9 +34,12 @@ from azure.core.pipeline.policies import SansIOHTTPPolicy
 
 from shared.adapters.clients import ArmClientKind, AzureClients
 from shared.errors import (
+    Busy,
+    Conflict,
     FluxfleetError,
     NotFound,
     from_azure_error,
+    retry_after_of,
 )
 from shared.models import (
     ClusterId,
@@ -360,7 +363,11 @@ class ArmFleet:
                 raw_response_hook=_sink(responses),
             )
         except (AzureError, OSError) as exc:
-            raise _mapped(exc, what=what) from exc
+            mapped = _mapped(exc, what=what)
+            if isinstance(mapped, Conflict):
+                # A write's 409: the configuration has another operation in progress. Transient.
+                raise Busy(mapped.message, retry_after=retry_after_of(exc)) from exc
+            raise mapped from exc
         accepted = next(
             (r for r in reversed(responses) if r.request.method == "PATCH" and r.status_code in (200, 202)),
             None,

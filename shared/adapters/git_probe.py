@@ -44,6 +44,9 @@ class HttpGitProbe:
                 timeout=PROBE_TIMEOUT_S,
                 allow_redirects=False,
             )
+        except UnicodeError:
+            # requests encodes Basic credentials as Latin-1: a value outside it cannot be sent at all.
+            return ProbeResult(ProbeVerdict.REFUSED, f"{host}: the credential is not sendable (non-ASCII)")
         except requests.RequestException as exc:
             # The exception text may contain the URL but never the Authorization header.
             return ProbeResult(ProbeVerdict.UNREACHABLE, f"{host}: {type(exc).__name__}: {safe_text(exc)}")

@@ -21,7 +21,7 @@ from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 from azure.data.tables import TableTransactionError, UpdateMode
 
-from shared.adapters.tables import Tables
+from shared.adapters.tables import Tables, storage_errors_mapped
 from shared.models import SETTLED_STATES, ClusterId, OperationId, PanelState
 from shared.ports import BucketRow, ConcurrentUpdate, OperationRecord, PanelRecord
 
@@ -48,6 +48,7 @@ CHUNK_CHARS = 30_000
 MAX_CHUNKS = 20
 
 
+@storage_errors_mapped("Table storage (operations)")
 class TableOperationStore:
     """`OperationStore` over Azure Table storage."""
 
@@ -244,7 +245,32 @@ class TableOperationStore:
     def release_idempotency(self, *, scope: str, key: str, operation_id: str) -> None:
         _delete_if_owned(self._tables.get(IDEMPOTENCY_TABLE), scope, _key_hash(key), operation_id)
 
+    def take_over_idempotency(
+        self, *, scope: str, key: str, abandoned_id: str, operation_id: str, request_hash: str
+    ) -> bool:
+        table = self._tables.get(IDEMPOTENCY_TABLE)
+        row_key = _key_hash(key)
+        try:
+            entity = table.get_entity(scope, row_key)
+            if entity["OperationId"] != abandoned_id:
+                return False
+            table.update_entity(
+                {
+                    "PartitionKey": scope,
+                    "RowKey": row_key,
+                    "OperationId": operation_id,
+                    "RequestHash": request_hash,
+                },
+                mode=UpdateMode.REPLACE,
+                etag=entity.metadata["etag"],
+                match_condition=MatchConditions.IfNotModified,
+            )
+        except (ResourceNotFoundError, ResourceModifiedError):
+            return False
+        return True
 
+
+@storage_errors_mapped("Table storage (pacing)")
 class TableBucketStore:
     """`BucketStore` over Table storage: one row per (subscription, kind), shared by every instance."""
 
@@ -347,6 +373,7 @@ def _operation_entity(op: OperationRecord) -> dict[str, Any]:
         "Total": op.total,
         "Summary": json.dumps(dict(op.summary), sort_keys=True),
         "HaltedReason": op.halted_reason,
+        "CancelledBy": op.cancelled_by,
         "IdempotencyKeyHash": _key_hash(op.idempotency_key) if op.idempotency_key else None,
         "RequestHash": op.request_hash,
     }
@@ -373,6 +400,7 @@ def _operation_record(entity: Any) -> OperationRecord:
         total=int(entity["Total"]),
         summary=json.loads(entity["Summary"]),
         halted_reason=entity.get("HaltedReason"),
+        cancelled_by=entity.get("CancelledBy"),
         idempotency_key=None,  # only its hash is stored
         request_hash=entity.get("RequestHash"),
         etag=str(entity.metadata["etag"]),
@@ -402,6 +430,8 @@ def _panel_entity(panel: PanelRecord) -> dict[str, Any]:
             "BaselineCommitId": panel.baseline_commit_id,
             "Tags": json.dumps(dict(panel.tags), sort_keys=True),
             "Reapply": panel.reapply,
+            "WriteAttempted": panel.write_attempted,
+            "Sweeps": panel.sweeps,
         }
     )
 
@@ -430,6 +460,8 @@ def _panel_record(entity: Any) -> PanelRecord:
         baseline_commit_id=entity.get("BaselineCommitId"),
         tags=json.loads(entity.get("Tags", "{}")),
         reapply=bool(entity.get("Reapply", False)),
+        write_attempted=bool(entity.get("WriteAttempted", False)),
+        sweeps=int(entity.get("Sweeps", 0)),
         etag=str(entity.metadata["etag"]),
     )
 

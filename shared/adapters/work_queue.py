@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 
+from shared.adapters.tables import storage_errors_mapped
+
 if TYPE_CHECKING:
     from azure.storage.queue import QueueClient, QueueServiceClient
 
@@ -26,6 +28,7 @@ MAX_DELAY_S = 7 * 24 * 3600 - 1
 NEVER_EXPIRE = -1
 
 
+@storage_errors_mapped("Queue storage")
 class StorageWorkQueue:
     def __init__(self, service: QueueServiceClient) -> None:
         self._service = service

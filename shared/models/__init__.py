@@ -204,6 +204,7 @@ class OperationStatus(StrEnum):
     SUCCEEDED = "succeeded"
     PARTIALLY_SUCCEEDED = "partially-succeeded"
     FAILED = "failed"
+    CANCELLED = "cancelled"  # stopped by `POST /api/operations/{id}/cancel`
 
 
 @dataclass(frozen=True)

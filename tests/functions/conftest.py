@@ -10,6 +10,6 @@ import pytest
 @pytest.fixture(scope="session")
 def app_functions() -> list[Any]:
     """`function_app.app.get_functions()`, once: the SDK refuses to index the same app twice."""
-    import function_app
+    from tests.functions.appkit import indexed_functions
 
-    return list(function_app.app.get_functions())
+    return list(indexed_functions())

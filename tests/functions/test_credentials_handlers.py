@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -34,9 +35,20 @@ FUNCTION_KEY = "test-function-key"
 PANELS = [panel("p1", ring="canary"), panel("p2", ring="broad")]
 
 
+def principal(name: str) -> str:
+    """An `x-ms-client-principal` header as App Service authentication writes it."""
+    claims = {"auth_typ": "aad", "name_typ": "preferred_username", "role_typ": "roles"}
+    document = {**claims, "claims": [{"typ": "preferred_username", "val": name}]}
+    return base64.b64encode(json.dumps(document).encode()).decode()
+
+
 class World:
-    def __init__(self, value: str = GOOD_PAT, *, allowed: str = "") -> None:
-        env = {"FLUXFLEET_SUBSCRIPTION_IDS": "sub-1", "FLUXFLEET_ALLOWED_PRINCIPALS": allowed}
+    def __init__(self, value: str = GOOD_PAT, *, allowed: str = "", platform_auth: bool = False) -> None:
+        env = {
+            "FLUXFLEET_SUBSCRIPTION_IDS": "sub-1",
+            "FLUXFLEET_ALLOWED_PRINCIPALS": allowed,
+            "WEBSITE_AUTH_ENABLED": "true" if platform_auth else "",
+        }
         self.settings = Settings.from_env(env)
         self.secrets = FakeSecretStore((version("v2", created=NOW), value), (version("v1"), "old-pat"))
         self.engine = FakeEngine(panels=list(PANELS))
@@ -159,13 +171,16 @@ def test_an_oversized_body_is_413(world: World) -> None:
     assert world.engine.started == []
 
 
-@pytest.mark.parametrize("world", [{"allowed": "release-pipeline@contoso.example"}], indirect=True)
+@pytest.mark.parametrize(
+    "world", [{"allowed": "release-pipeline@contoso.example", "platform_auth": True}], indirect=True
+)
 def test_callers_outside_the_allowed_principals_get_403(world: World) -> None:
     assert rollout({"reason": "rotate"}).status_code == 403
     allowed = rollout(
-        {"reason": "rotate"}, headers={"x-ms-client-principal-name": "release-pipeline@contoso.example"}
+        {"reason": "rotate"}, headers={"x-ms-client-principal": principal("release-pipeline@contoso.example")}
     )
     assert allowed.status_code == 202
+    assert world.engine.started[0]["requested_by"] == "release-pipeline@contoso.example"
 
 
 def test_an_idempotency_key_returns_the_same_operation(world: World) -> None:
@@ -336,3 +351,48 @@ def test_a_bad_idempotency_key_is_a_400_naming_it_as_on_fleet_routes(world: Worl
     assert response.status_code == 400
     assert body_of(response)["field"] == "Idempotency-Key"
     assert world.engine.started == []
+
+
+# --- who is calling (issue 12: finding 1) -------------------------------------------------------------
+@pytest.mark.parametrize("world", [{"allowed": "release-pipeline@contoso.example"}], indirect=True)
+def test_a_principal_name_header_is_not_believed_when_platform_authentication_is_off(world: World) -> None:
+    forged = {"x-ms-client-principal-name": "release-pipeline@contoso.example"}
+    assert rollout({"reason": "rotate"}, headers=forged).status_code == 403
+    forged_document = {"x-ms-client-principal": principal("release-pipeline@contoso.example")}
+    assert rollout({"reason": "rotate"}, headers=forged_document).status_code == 403
+    assert world.engine.started == []
+
+
+@pytest.mark.parametrize("world", [{"platform_auth": True}], indirect=True)
+def test_the_audit_names_the_platform_principal_not_the_plain_name_header(world: World) -> None:
+    headers = {
+        "x-ms-client-principal": principal("release-pipeline@contoso.example"),
+        "x-ms-client-principal-name": "someone-else@contoso.example",
+    }
+    assert rollout({"reason": "rotate"}, headers=headers).status_code == 202
+    assert world.engine.started[0]["requested_by"] == "release-pipeline@contoso.example"
+
+
+def test_without_platform_authentication_the_audit_names_the_function_key_id(world: World) -> None:
+    headers = {"x-ms-client-principal-name": "release-pipeline@contoso.example"}
+    assert rollout({"reason": "rotate"}, headers=headers).status_code == 202
+    assert world.engine.started[0]["requested_by"] == KEY_ID
+
+
+def test_a_rollout_request_while_the_key_vault_event_rolls_out_the_same_version_is_a_202(
+    world: World,
+) -> None:
+    """Issue 12, finding 12: the same version rolling out is the caller's wish already."""
+    from shared.errors import Conflict
+
+    params = {"secret": "flux-gitops-pat", "version": "v2"}
+    world.engine.operations["op-kv"] = {
+        "id": "op-kv",
+        "kind": "credential-rollout",
+        "status": "running",
+        "params": params,
+    }
+    world.engine.conflict = Conflict("target: overlaps op-kv", field="target", operationId="op-kv")
+    response = rollout({"reason": "rotate"})
+    assert response.status_code == 202
+    assert body_of(response)["statusUrl"] == "http://localhost/api/operations/op-kv"

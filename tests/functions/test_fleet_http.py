@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -189,6 +190,13 @@ def test_only_allowed_principals_may_change_the_fleet(world: World) -> None:
     assert status == 403
     assert problem["title"] == "Forbidden"
     status, _, _ = suspend(GOOD, headers={"x-ms-client-principal-name": "release-bot@contoso.com"})
+    assert status == 403, "a plain name header is anyone's to send while platform authentication is off"
+    install(
+        world, {"FLUXFLEET_ALLOWED_PRINCIPALS": "release-bot@contoso.com", "WEBSITE_AUTH_ENABLED": "True"}
+    )
+    claims = [{"typ": "preferred_username", "val": "Release-Bot@contoso.com"}]
+    header = base64.b64encode(json.dumps({"auth_typ": "aad", "claims": claims}).encode()).decode()
+    status, _, _ = suspend(GOOD, headers={"x-ms-client-principal": header})
     assert status == 202
 
 
@@ -220,3 +228,58 @@ def test_the_apply_worker_processes_its_message_and_drops_garbage(world: World) 
     worker(func.QueueMessage(body=b"not json"))  # logged and dropped, not retried forever
     assert world.arm.patch_count() == 2
     assert queue == "ff-fleet-apply"
+
+
+@pytest.mark.parametrize("limit", ["²", "٣", "9" * 5000, "-1", "1e3"])
+def test_an_odd_operations_limit_is_a_400_naming_it_never_a_500(world: World, limit: str) -> None:
+    from functions.fleet import fleet_list_operations
+
+    status, problem, _ = call(fleet_list_operations, "GET", "/api/operations", params={"limit": limit})
+    assert (status, problem["field"]) == (400, "limit")
+
+
+# --- cancel (issue 12: finding 11) ---------------------------------------------------------------------
+def cancel(operation_id: str, body: Any, **kwargs: Any) -> tuple[int, dict[str, Any], func.HttpResponse]:
+    from functions.fleet import fleet_cancel_operation
+
+    return call(
+        fleet_cancel_operation,
+        "POST",
+        f"/api/operations/{operation_id}/cancel",
+        body=body,
+        route_params={"id": operation_id},
+        **kwargs,
+    )
+
+
+def test_cancelling_a_running_operation_skips_its_unsettled_panels_and_frees_them(world: World) -> None:
+    _, started, _ = suspend(GOOD)
+    operation_id = started["operationId"]
+    status, problem, _ = cancel(operation_id, {})
+    assert (status, problem["field"]) == (400, "reason")
+    status, doc, _ = cancel(operation_id, {"reason": "wrong ring selected"})
+    assert status == 200
+    assert doc["status"] == "cancelled"
+    assert doc["cancelledBy"].startswith("function-key:")
+    assert all(c["state"] == "skipped" for c in doc["clusters"])
+    assert all(
+        c["detail"].startswith(f"cancelled by {doc['cancelledBy']}: wrong ring selected")
+        for c in doc["clusters"]
+    )
+    # Its locks are free: the same panels can be changed again at once.
+    status, again, _ = suspend({**GOOD, "reason": "the right change"})
+    assert status == 202, again
+    # And the queued work of the cancelled operation does nothing.
+    world.queue.run(world.engine, between=world.arm.tick)
+    assert world.engine.get_operation(operation_id)["status"] == "cancelled"
+    status, _, _ = cancel(operation_id, {"reason": "again"})
+    assert status == 200, "cancelling twice is harmless"
+
+
+def test_cancelling_an_unknown_or_finished_operation_says_so(world: World) -> None:
+    assert cancel("20260101T000000Z-0000000000", {"reason": "x"})[0] == 404
+    _, started, _ = suspend(GOOD)
+    world.queue.run(world.engine, between=world.arm.tick)
+    status, problem, _ = cancel(started["operationId"], {"reason": "too late"})
+    assert status == 409
+    assert "already ended" in problem["detail"]

@@ -136,3 +136,11 @@ def test_images_shows_the_latest_per_policy(world: HandlerWorld) -> None:
     assert gateway["latest"] == "v1.9.0"
     assert gateway["inGit"] == [f"{GATEWAY_IMAGE}:v1.4.2"]
     assert gateway["upToDate"] is False
+
+
+@pytest.mark.parametrize("limit", ["²", "٣", "9" * 5000, " 5", "5 ", "+5", "0x10"])
+def test_an_odd_limit_is_a_400_naming_it_never_a_500(world: HandlerWorld, limit: str) -> None:
+    status, problem, _ = call(
+        "image_checks_list", "GET", "images/checks", params={"image": GATEWAY_IMAGE, "limit": limit}
+    )
+    assert (status, problem["field"]) == (400, "limit")

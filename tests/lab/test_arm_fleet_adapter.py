@@ -331,3 +331,40 @@ def test_queue_messages_are_base64_json_and_delays_hide_them(clients: AzureClien
     assert len(messages) == 1  # the delayed one is invisible
     assert json.loads(base64.b64decode(messages[0].content)) == {"op": "x", "panels": ["a"], "v": 1}
     raw.delete_queue()
+
+
+def test_a_write_refused_with_409_because_another_operation_runs_is_transient_and_free(
+    lab_clean: LabHandle, arm: tuple[ArmFleet, Observed]
+) -> None:
+    """Issue 12, finding 8: a suspend and a credential rollout touching one panel must not fail it."""
+    from shared.errors import Busy
+
+    fleet, _ = arm
+    panel = fleet.list_panels(subscriptions=Settings.from_env(lab_clean.env).subscription_ids)[0]
+    lab_clean.control(
+        "POST",
+        "/_lab/faults",
+        {"route": "^PATCH .*/fluxConfigurations/", "status": 409, "count": 1, "service": "arm"},
+    )
+    with pytest.raises(Busy) as raised:
+        fleet.begin_patch(panel=panel, configuration=CONFIG, patch={"suspend": True})
+    assert raised.value.transient
+    assert not raised.value.counts_as_attempt
+    fleet.begin_patch(panel=panel, configuration=CONFIG, patch={"suspend": True})  # the fault is spent
+
+
+def test_an_abandoned_idempotency_claim_is_taken_over_only_while_it_still_names_the_dead_request(
+    clients: AzureClients,
+) -> None:
+    store = TableOperationStore(clients.tables)
+    key = f"key-{datetime.now(UTC).timestamp()}"
+    assert store.claim_idempotency(scope="test", key=key, request_hash="h1", operation_id="op-dead") is None
+    taken = {"abandoned_id": "op-other", "operation_id": "op-new", "request_hash": "h2"}
+    assert not store.take_over_idempotency(scope="test", key=key, **taken)
+    taken["abandoned_id"] = "op-dead"
+    assert store.take_over_idempotency(scope="test", key=key, **taken)
+    assert not store.take_over_idempotency(scope="test", key=key, **taken), "only once"
+    assert store.claim_idempotency(scope="test", key=key, request_hash="h3", operation_id="op-x") == (
+        "op-new",
+        "h2",
+    )

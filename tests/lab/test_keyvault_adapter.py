@@ -134,6 +134,14 @@ def test_the_probe_accepts_the_fleet_pat_and_refuses_it_once_revoked(
     assert value not in refused.detail
 
 
+@pytest.mark.parametrize("value", ["pät" + "q" * 49, "pat€" + "q" * 48], ids=["latin-1", "beyond-latin-1"])
+def test_the_probe_refuses_a_non_ascii_value_instead_of_raising(lab: LabHandle, value: str) -> None:
+    with lab.applied_env():
+        result = HttpGitProbe().probe(url=lab.doc["git_url"], username="git", password=value)
+    assert result.verdict is ProbeVerdict.REFUSED
+    assert value not in result.detail
+
+
 # --- the ledger in Table storage -------------------------------------------------------------------
 @pytest.fixture
 def ledger(lab: LabHandle) -> TableCredentialLedger:

@@ -1,8 +1,9 @@
 """Moving panels off PATs: the `workload-identity-migration` `ChangeStrategy`.
 
 The same engine and rings as a PAT rollout, one panel at a time: a ready panel's Flux configuration
-gets `gitRepository.provider: Azure`, loses `httpsUser`, and its protected settings are replaced by an
-empty set (so no PAT is left on the panel to leak or to expire). The move is proven like a rollout, by
+gets `gitRepository.provider: Azure`, loses `httpsUser`, and its `httpsKey` protected setting is
+removed explicitly (`null`: ARM merges protected settings, so no PAT is left on the panel to leak or to
+expire). The move is proven like a rollout, by
 a fetch the agent reported after the change; an authentication failure halts the migration, and the
 panel can be put back on the PAT with a credential rollout targeting it (which restores
 `provider: Generic` with the current PAT).
@@ -90,8 +91,10 @@ class WorkloadIdentityMigrationStrategy(BaseStrategy):
             )
         return {
             "gitRepository": {"provider": AZURE_PROVIDER, "httpsUser": None},
-            # Replaces the protected settings with an empty set: no PAT stays on the panel.
-            "configurationProtectedSettings": {},
+            # ARM merges a PATCH's protected settings (JSON merge patch): `{}` would keep the PAT on
+            # the panel, live and never rotated again. `null` removes the key (see lab/arm/wire.py
+            # `apply_patch_body` for the sources).
+            "configurationProtectedSettings": {"httpsKey": None},
         }
 
     def check(self, panel: Panel, current: FluxState, applied: AppliedChange, params: Params) -> Convergence:

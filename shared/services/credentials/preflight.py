@@ -122,13 +122,16 @@ def _value_checks(
         return [
             PreflightCheck("readable", CheckOutcome.FAILED, f"Key Vault refused the read: {exc.message}")
         ], False
-    if not value or value != value.strip() or any(ord(ch) < 0x21 for ch in value):
-        # A PAT saved from a file often carries a newline; Git would send it and fail obscurely.
+    if not value or any(not 0x21 <= ord(ch) <= 0x7E for ch in value):
+        # A PAT is printable ASCII (Azure DevOps mints base32/base64-style tokens). A value saved from a
+        # file often carries a newline, one pasted from a document a typographic character; Git would
+        # send the first and fail obscurely, and HTTP Basic auth cannot carry the second at all.
         return [
             PreflightCheck(
                 "wellFormed",
                 CheckOutcome.FAILED,
-                "the value is empty or contains whitespace/control characters (a trailing newline?)",
+                "the value is empty or contains whitespace, control or non-ASCII characters "
+                "(a trailing newline? a character pasted from a document?)",
             )
         ], False
     result = probe.probe(url=git_url, username=https_user, password=value)

@@ -206,8 +206,8 @@ class CredentialRolloutStrategy(BaseStrategy):
             git_repository["provider"] = GENERIC_PROVIDER
         patch = {
             "gitRepository": git_repository,
-            # Always the complete protected settings: whether ARM merges or replaces the map is not
-            # documented, and a stale key left behind would be a credential nobody rotates.
+            # ARM merges protected settings (JSON merge patch; sources in lab/arm/wire.py
+            # `apply_patch_body`): `httpsKey` is replaced, nothing else on the panel is touched.
             "configurationProtectedSettings": {"httpsKey": https_key(value)},
         }
         del value

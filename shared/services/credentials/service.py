@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from shared.errors import Conflict, InvalidInput, PermanentError, TransientError, Unprocessable
-from shared.models import Panel, Selector
+from shared.errors import Conflict, InvalidInput, NotFound, PermanentError, TransientError, Unprocessable
+from shared.models import OperationId, Panel, Selector
 from shared.models.credentials import (
     ExpiryWarning,
     PanelCredential,
@@ -164,18 +164,26 @@ class CredentialService:
             ring_threshold=self.settings.ring_threshold,
             trigger=request.trigger,
         ).to_json()
-        result = self.engine.start(
-            kind=ROLLOUT_KIND,
-            params=params,
-            reason=request.reason,
-            requested_by=request.requested_by,
-            selection=request.selection
-            if request.panels is not None
-            else request.selection or Selector(all=True),
-            panels=request.panels,
-            idempotency_key=request.idempotency_key,
-            dry_run=request.dry_run,
-        )
+        try:
+            result = self.engine.start(
+                kind=ROLLOUT_KIND,
+                params=params,
+                reason=request.reason,
+                requested_by=request.requested_by,
+                selection=request.selection
+                if request.panels is not None
+                else request.selection or Selector(all=True),
+                panels=request.panels,
+                idempotency_key=request.idempotency_key,
+                dry_run=request.dry_run,
+            )
+        except Conflict as conflict:
+            running = self._same_rollout_running(conflict, versions.name, target.version)
+            if running is None:
+                raise
+            # The same version already rolling out (the Key Vault event got there first) is what the
+            # caller asked for: answer with that operation, as for a replayed request.
+            result = running
         if result.created and result.operation_id is not None:
             self.ledger.save_rollout(
                 versions.name,
@@ -198,6 +206,26 @@ class CredentialService:
                 extra={"operation_id": result.operation_id, "version": target.version},
             )
         return RolloutStarted(version=target, preflight=report, result=result)
+
+    def _same_rollout_running(self, conflict: Conflict, secret: str, version: str) -> StartResult | None:
+        """The running operation a rollout conflicted with, when it rolls out this very version."""
+        holder = conflict.context.get("operationId")
+        if not isinstance(holder, str):
+            return None
+        try:
+            document = self.engine.get_operation(holder)
+        except NotFound:
+            return None
+        params = document.get("params") or {}
+        same = (
+            document.get("kind") == ROLLOUT_KIND
+            and params.get("secret") == secret
+            and params.get("version") == version
+            and document.get("status") == "running"
+        )
+        return (
+            StartResult(operation_id=OperationId(holder), document=document, created=False) if same else None
+        )
 
     def _target_version(self, versions: SecretVersions, version: SecretVersionId | None) -> SecretVersionInfo:
         if version is None:

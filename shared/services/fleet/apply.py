@@ -80,6 +80,15 @@ class ApplyWorker:
         if not isinstance(claim, tuple):
             return claim
         claimed, recovering = claim
+        if claimed.reapply and (owner := self._newer_owner(record, strategy, claimed)) is not None:
+            # A delayed re-apply of an old change must not undo a newer one (an old suspend after a
+            # later resume): the panel belongs to the newer operation now.
+            self._rows.settle(
+                claimed,
+                PanelState.SKIPPED,
+                f"superseded by operation {owner}; the old change was not re-applied",
+            )
+            return None
         panel = panel_of(claimed)
         try:
             current = self._reader.get_flux_state(panel=panel, configuration=record.configuration)
@@ -90,17 +99,26 @@ class ApplyWorker:
                 return None
             patch = _patch_for(strategy, claimed, panel, current, record.params)
             if patch is None:
-                # Written before (a crash, or a failed LRO that left ARM's desired state behind):
-                # track it rather than call it unchanged.
-                return self._nothing_to_write(
-                    claimed, current, written=recovering or claimed.accepted_at is not None
-                )
+                # Written before (a crash, a lost answer, or a failed LRO that left ARM's desired state
+                # behind): track it rather than call it unchanged.
+                written = recovering or claimed.write_attempted or claimed.accepted_at is not None
+                return self._nothing_to_write(claimed, current, written=written)
+            if not claimed.write_attempted:
+                # Durable before the PATCH leaves: if its answer is lost, the retry must verify.
+                marked = self._rows.cas(claimed, write_attempted=True, detail="writing")
+                if marked is None:
+                    return None  # another worker took the panel over; its message carries it on
+                claimed = marked
             accepted = self._writer.begin_patch(panel=panel, configuration=record.configuration, patch=patch)
         except NotFound as exc:
             self._rows.settle(claimed, PanelState.SKIPPED, f"not found in ARM: {exc.message}")
             return None
         except TransientError as exc:
-            return self._rows.retry_or_fail(claimed, exc.message, exc.retry_after)
+            # Throttling (429) and "another operation is in progress" (409) say nothing about this
+            # change: back off as ARM asks, without spending one of the panel's attempts.
+            return self._rows.retry_or_fail(
+                claimed, exc.message, exc.retry_after, counts_as_attempt=exc.counts_as_attempt
+            )
         except FluxfleetError as exc:
             log.warning(
                 "panel %s failed: %s",
@@ -131,6 +149,11 @@ class ApplyWorker:
         )
         return None if applied is None else Next(FLEET_VERIFY_QUEUE, self._settings.verify_delay_s)
 
+    def _newer_owner(self, record: OperationRecord, strategy: ChangeStrategy, row: PanelRecord) -> str | None:
+        """The operation that holds this panel's lock now, when it is not `record`."""
+        owner = self._store.lock_owner(group=strategy.lock_group, key=row.key)
+        return owner if owner is not None and owner != record.id else None
+
     def _claim(self, record: OperationRecord, row: PanelRecord) -> tuple[PanelRecord, bool] | Next | None:
         """Take a panel for this worker: (the claimed row, whether an earlier worker died holding it)."""
         now = self._clock.now()
@@ -140,6 +163,16 @@ class ApplyWorker:
         if row.state == PanelState.APPLYING and row.lease_until and row.lease_until > now:
             return Next(FLEET_APPLY_QUEUE, (row.lease_until - now).total_seconds() + 1)
         if row.state not in (PanelState.QUEUED, PanelState.APPLYING):
+            return None
+        if row.state == PanelState.APPLYING and row.attempts >= self._settings.max_attempts:
+            # Its lease expired again: every worker that took this panel died on it (a poisoned
+            # message). Bounded like any fault, or the panel would be retried every lease for ever.
+            self._rows.settle(
+                row,
+                PanelState.FAILED,
+                f"gave up after {row.attempts} attempts: the worker handling it never finished "
+                f"(last: {row.detail or 'applying'})",
+            )
             return None
         if record.halted_reason:
             self._rows.settle(

@@ -47,6 +47,7 @@ class OperationDoc(TypedDict):
     stages: list[dict[str, Any]]
     currentStage: str | None
     haltedReason: str | None
+    cancelledBy: str | None
     summary: dict[str, int]
     clusters: list[ClusterDoc]
 
@@ -150,6 +151,7 @@ def operation_document(operation: OperationRecord, panels: Sequence[PanelRecord]
         "stages": stage_docs,
         "currentStage": operation.stage_names[operation.current_stage] if operation.stage_names else None,
         "haltedReason": operation.halted_reason,
+        "cancelledBy": operation.cancelled_by,
         "summary": summary,
         "clusters": [
             {

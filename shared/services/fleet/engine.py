@@ -19,7 +19,7 @@ from shared.models import OperationStatus, Panel, Params, Selector
 from shared.ports import Clock, FleetReader, FluxWriter, OperationStore, PanelDirectory, WorkQueue
 from shared.services.fleet.apply import ApplyWorker
 from shared.services.fleet.documents import OperationDoc, operation_document, operation_listing
-from shared.services.fleet.intake import POLL_INTERVAL_S, Intake, StartResult
+from shared.services.fleet.intake import POLL_INTERVAL_S, Intake, StartResult, check_reason
 from shared.services.fleet.progress import SWEEP_OPERATIONS, Progress
 from shared.services.fleet.rows import PanelRows
 from shared.services.fleet.strategy import ChangeStrategy
@@ -55,6 +55,11 @@ class EngineSettings:
     read_concurrency: int = 8
     # A row untouched for this long (s) in a running operation is re-enqueued by the sweeper.
     stale_after_s: float = 900.0
+    # Re-deliveries by the sweeper before a panel whose work never completes is `failed` with the cause:
+    # a message that fails every time (poisoned) would otherwise cycle between the poison queue and the
+    # sweeper for ever, its operation `running` and holding its locks. 3 × 15 min after the host's own
+    # five dequeues.
+    max_sweeps: int = 3
 
     @classmethod
     def from_settings(cls, settings: Settings) -> EngineSettings:
@@ -199,6 +204,11 @@ class FleetChangeEngine:
     def process_verify(self, message: Mapping[str, Any], *, dequeue_count: int = 1) -> None:
         """The `ff-fleet-verify` queue worker: has each panel's agent reported the change?"""
         self._verify.process(message)
+
+    def cancel(self, operation_id: str, *, reason: object, requested_by: str) -> OperationDoc:
+        """`POST /api/operations/{id}/cancel`: stop a running operation (see `Progress.cancel`)."""
+        self._progress.cancel(operation_id, reason=check_reason(reason), requested_by=requested_by)
+        return self.get_operation(operation_id)
 
     def sweep(self, *, limit: int = SWEEP_OPERATIONS) -> int:
         """Re-enqueue panels of running operations nobody touched for a while (lost messages)."""

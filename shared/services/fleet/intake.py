@@ -134,7 +134,9 @@ class Intake:
                 request_hash=request_hash,
                 operation_id=operation_id,
             )
-            if existing is not None:
+            if existing is not None and not self._took_over(
+                existing[0], idempotency_key, operation_id=operation_id, request_hash=request_hash
+            ):
                 return self._replay(existing, request_hash)
         try:
             record = self._create(
@@ -266,6 +268,29 @@ class Intake:
         self._store.create_operation(record, rows)
         self._rows.enqueue(FLEET_APPLY_QUEUE, record.id, [row.key for row in rows if row.stage == 0], stage=0)
         return record
+
+    def _took_over(self, claimed_by: str, key: str, *, operation_id: str, request_hash: str) -> bool:
+        """Take over a key whose claimant died before creating its operation.
+
+        The claim is written before the operation; a process that dies in between leaves a key that
+        names nothing. After `CREATION_GRACE_S` (no live request takes that long to create its rows)
+        the key is free again, or every retry with it — and the Key Vault event path's fixed key —
+        would wait and get 409 forever."""
+        if self._store.get_operation(claimed_by) is not None:
+            return False
+        created = operation_created_at(claimed_by)
+        if created is None or (self._clock.now() - created).total_seconds() < CREATION_GRACE_S:
+            return False
+        taken = self._store.take_over_idempotency(
+            scope=IDEMPOTENCY_SCOPE,
+            key=key,
+            abandoned_id=claimed_by,
+            operation_id=operation_id,
+            request_hash=request_hash,
+        )
+        if taken:
+            log.warning("Idempotency-Key of abandoned request %s taken over by %s", claimed_by, operation_id)
+        return taken
 
     def _replay(self, existing: tuple[str, str], request_hash: str) -> StartResult:
         existing_id, existing_hash = existing

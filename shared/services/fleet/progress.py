@@ -12,9 +12,10 @@ import logging
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
+from shared.errors import Conflict, NotFound
 from shared.models import OperationStatus, PanelState
 from shared.ports import Clock, ConcurrentUpdate, OperationRecord, OperationStore, PanelRecord
 from shared.queues import FLEET_APPLY_QUEUE, FLEET_VERIFY_QUEUE
@@ -72,6 +73,55 @@ class Progress:
         for row in self._store.get_panels(operation_id):
             if row.state == PanelState.QUEUED:
                 self._rows.settle(row, PanelState.SKIPPED, f"not applied: operation halted ({cause})")
+
+    def cancel(self, operation_id: str, *, reason: str, requested_by: str) -> None:
+        """Stop a running operation for good: status `cancelled` (which frees its panel locks), every
+        unsettled panel `skipped` saying who cancelled it and why. A panel already written keeps what
+        ARM holds; its detail says so. Cancelling a cancelled operation again changes nothing."""
+        cause = f"cancelled by {requested_by}: {reason}"
+        for _ in range(CAS_ATTEMPTS):
+            record = self._store.get_operation(operation_id)
+            if record is None:
+                raise NotFound(f"operation {operation_id} does not exist", operationId=operation_id)
+            if record.status == OperationStatus.CANCELLED.value:
+                return
+            if record.status != OperationStatus.RUNNING.value:
+                raise Conflict(
+                    f"operation {operation_id} already ended ({record.status}); nothing to cancel",
+                    operationId=operation_id,
+                )
+            now = self._clock.now()
+            try:
+                self._store.replace_operation(
+                    replace(
+                        record,
+                        status=OperationStatus.CANCELLED.value,
+                        halted_reason=cause,
+                        cancelled_by=requested_by,
+                        finished_at=now,
+                        updated_at=now,
+                    )
+                )
+                break
+            except ConcurrentUpdate:
+                continue
+        else:
+            raise ConcurrentUpdate(f"operation {operation_id} kept changing; cancel again")
+        log.warning("operation %s %s", operation_id, cause, extra={"operation_id": operation_id})
+        for row in self._store.get_panels(operation_id):
+            if row.settled:
+                continue
+            written = row.write_attempted or row.accepted_at is not None
+            detail = cause + (
+                "; the change was already sent to ARM and may still reach the panel" if written else ""
+            )
+            self._rows.settle(row, PanelState.SKIPPED, detail)
+        record = self._store.get_operation(operation_id)
+        if record is not None:
+            rows = self._store.get_panels(operation_id)
+            self._store.replace_operation(
+                replace(record, summary=summarize(rows), updated_at=self._clock.now())
+            )
 
     def advance(self, operation_id: str) -> None:
         """Start the next stage or finish the operation when the rows say so (safe to call any time)."""
@@ -153,10 +203,28 @@ class Progress:
 
     def _refresh_final(self, record: OperationRecord) -> None:
         """A finished operation still tracking pending-offline panels: keep its status current."""
+        if record.status == OperationStatus.CANCELLED.value:
+            return  # a cancelled operation stays cancelled
         rows = self._store.get_panels(record.id)
         summary = summarize(rows)
         if summary != dict(record.summary) and not any(not row.settled for row in rows):
             self._finish(record, rows)
+
+    def _stale_queue(
+        self, record: OperationRecord, row: PanelRecord, *, now: datetime, stale: timedelta
+    ) -> str | None:
+        """The queue a row's lost work belongs on, or None while the row is not stale."""
+        idle = now - (row.updated_at or record.created_at)
+        if row.state == PanelState.PENDING_OFFLINE:
+            due = idle >= stale + timedelta(seconds=self._settings.offline_recheck_s)
+            return FLEET_VERIFY_QUEUE if due else None
+        if row.state == PanelState.VERIFYING:
+            return FLEET_VERIFY_QUEUE if idle >= stale else None
+        if row.state == PanelState.APPLYING and row.lease_until and row.lease_until <= now:
+            return FLEET_APPLY_QUEUE
+        if row.state == PanelState.QUEUED and row.stage <= record.current_stage and idle >= stale:
+            return FLEET_APPLY_QUEUE
+        return None
 
     def sweep(self, *, limit: int = SWEEP_OPERATIONS) -> int:
         """Re-enqueue work for panels nobody touched for `stale_after_s` (a lost or poisoned message).
@@ -173,16 +241,19 @@ class Progress:
                 continue
             later: dict[tuple[str, float], list[str]] = defaultdict(list)
             for row in self._store.get_panels(record.id):
-                idle = now - (row.updated_at or record.created_at)
-                if row.state == PanelState.PENDING_OFFLINE:
-                    if idle >= stale + timedelta(seconds=self._settings.offline_recheck_s):
-                        later[(FLEET_VERIFY_QUEUE, 0.0)].append(row.key)
-                elif row.state == PanelState.VERIFYING and idle >= stale:
-                    later[(FLEET_VERIFY_QUEUE, 0.0)].append(row.key)
-                elif (row.state == PanelState.APPLYING and row.lease_until and row.lease_until <= now) or (
-                    row.state == PanelState.QUEUED and row.stage <= record.current_stage and idle >= stale
-                ):
-                    later[(FLEET_APPLY_QUEUE, 0.0)].append(row.key)
+                queue = self._stale_queue(record, row, now=now, stale=stale)
+                if queue is None:
+                    continue
+                if row.sweeps >= self._settings.max_sweeps:
+                    self._rows.settle(
+                        row,
+                        PanelState.FAILED,
+                        f"gave up: its work did not complete in {row.sweeps + 1} deliveries "
+                        f"(last: {row.detail or row.state.value})",
+                    )
+                    continue
+                if self._rows.cas(row, sweeps=row.sweeps + 1) is not None:
+                    later[(queue, 0.0)].append(row.key)
             count += sum(len(keys) for keys in later.values())
             self._rows.send_later(record.id, later, stage=record.current_stage)
             self.advance(record.id)

@@ -79,15 +79,24 @@ class PanelRows:
         rows = self._store.get_panels(row.operation_id, keys=[row.key])
         return rows[0] if rows else None
 
-    def retry_or_fail(self, row: PanelRecord, cause: str, retry_after: float | None) -> Next | None:
-        """Queue the panel for another write after a transient fault, or fail it after `max_attempts`."""
-        if row.attempts >= self._settings.max_attempts:
-            self.settle(row, PanelState.FAILED, f"gave up after {row.attempts} attempts: {cause}")
+    def retry_or_fail(
+        self, row: PanelRecord, cause: str, retry_after: float | None, *, counts_as_attempt: bool = True
+    ) -> Next | None:
+        """Queue the panel for another write after a transient fault, or fail it after `max_attempts`.
+
+        A fault that says nothing about the change (ARM throttling, or the resource busy with another
+        operation) gives the attempt back; the sweeper's delivery bound still ends a panel that never
+        gets through."""
+        attempts = row.attempts if counts_as_attempt else max(0, row.attempts - 1)
+        if counts_as_attempt and attempts >= self._settings.max_attempts:
+            self.settle(row, PanelState.FAILED, f"gave up after {attempts} attempts: {cause}")
             return None
-        queued = self.cas(row, state=PanelState.QUEUED, lease_until=None, detail=f"will retry: {cause}")
+        queued = self.cas(
+            row, state=PanelState.QUEUED, lease_until=None, attempts=attempts, detail=f"will retry: {cause}"
+        )
         if queued is None:
             return None
-        delay = retry_after if retry_after is not None else self._settings.retry_delay_s * row.attempts
+        delay = retry_after if retry_after is not None else self._settings.retry_delay_s * max(1, attempts)
         return Next(FLEET_APPLY_QUEUE, delay)
 
     def check_again(self, row: PanelRecord, detail: str) -> Next | None:

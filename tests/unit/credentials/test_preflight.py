@@ -96,3 +96,13 @@ def test_the_report_never_contains_the_value() -> None:
         assert value not in repr(report)
         assert value not in str(report.to_json())
         assert all(c.outcome in CheckOutcome for c in report.checks)
+
+
+@pytest.mark.parametrize("value", [GOOD_PAT[:-1] + "é", GOOD_PAT[:-1] + "€", "\u200b" + GOOD_PAT])
+def test_a_value_with_a_non_ascii_character_is_refused_as_malformed_before_probing(value: str) -> None:
+    probe = FakeProbe(accepted=[value])
+    report = preflight(version("v2"), value, probe=probe)
+    assert not report.passed
+    assert report.checks[-1].name == "wellFormed"
+    assert probe.calls == []
+    assert not report.retryable

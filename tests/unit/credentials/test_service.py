@@ -336,3 +336,44 @@ def test_migration_with_no_ready_panel_starts_nothing() -> None:
     )
     assert started.result is None
     assert engine.started == []
+
+
+def test_a_non_ascii_pat_is_refused_recorded_and_notified_with_nothing_changed() -> None:
+    pasted = GOOD_PAT[:-1] + "€"
+    service, _, ledger, notifier, engine = build(
+        (version("v2", created=NOW), pasted), (version("v1"), GOOD_PAT)
+    )
+    with pytest.raises(PreflightRefused) as raised:
+        service.start_rollout(RolloutRequest(reason="rotate", requested_by="me", trigger="api"))
+    assert engine.started == []
+    assert raised.value.problem()["status"] == 422
+    assert [c["name"] for c in raised.value.problem()["preflight"]["checks"]][-1] == "wellFormed"
+    assert len(notifier.messages) == 1
+    assert ledger.preflight("flux-gitops-pat", SecretVersionId("v2")) is not None
+    assert pasted not in str(raised.value.problem()) + str(notifier.messages) + repr(ledger.__dict__)
+
+
+# --- the same version already rolling out (issue 12: finding 12) ---------------------------------------
+def running_rollout(op_id: str, version_id: str) -> dict[str, object]:
+    params = {"secret": "flux-gitops-pat", "version": version_id}
+    return {"id": op_id, "kind": "credential-rollout", "status": "running", "params": params}
+
+
+def test_a_rollout_of_the_version_already_rolling_out_answers_with_that_operation() -> None:
+    conflict = Conflict("target: overlaps op-kv", field="target", operationId="op-kv")
+    engine = FakeEngine(panels=list(PANELS), conflict=conflict)
+    engine.operations["op-kv"] = running_rollout("op-kv", "v2")
+    service, *_ = build((version("v2", created=NOW), GOOD_PAT), (version("v1"), "old"), engine=engine)
+    started = service.start_rollout(RolloutRequest(reason="rotate", requested_by="me", trigger="api"))
+    assert started.result.operation_id == "op-kv"
+    assert started.result.created is False
+    assert started.result.status == "running"
+
+
+def test_a_rollout_conflicting_with_another_versions_rollout_still_conflicts() -> None:
+    conflict = Conflict("target: overlaps op-kv", field="target", operationId="op-kv")
+    engine = FakeEngine(panels=list(PANELS), conflict=conflict)
+    engine.operations["op-kv"] = running_rollout("op-kv", "v1")
+    service, *_ = build((version("v2", created=NOW), GOOD_PAT), (version("v1"), "old"), engine=engine)
+    with pytest.raises(Conflict):
+        service.start_rollout(RolloutRequest(reason="rotate", requested_by="me", trigger="api"))

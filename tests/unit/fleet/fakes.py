@@ -312,6 +312,15 @@ class MemoryStore:
             if self.idempotency.get((scope, key), ("",))[0] == operation_id:
                 del self.idempotency[(scope, key)]
 
+    def take_over_idempotency(
+        self, *, scope: str, key: str, abandoned_id: str, operation_id: str, request_hash: str
+    ) -> bool:
+        with self._lock:
+            if self.idempotency.get((scope, key), ("",))[0] != abandoned_id:
+                return False
+            self.idempotency[(scope, key)] = (operation_id, request_hash)
+            return True
+
     def states(self, operation_id: str) -> dict[str, str]:
         return {p.name: p.state.value for p in self.get_panels(operation_id)}
 

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
 import pytest
 
-from shared.errors import Conflict, InvalidInput, Throttled, TransientError, Unprocessable
-from shared.models import AppliedChange, Convergence, FluxState, Panel, Params, Selector, Stage
+from shared.errors import Busy, Conflict, InvalidInput, Throttled, TransientError, Unprocessable
+from shared.models import AppliedChange, Convergence, FluxState, Panel, PanelState, Params, Selector, Stage
+from shared.ports import AcceptedWrite
 from shared.queues import FLEET_APPLY_QUEUE as APPLY_QUEUE
+from shared.services.fleet.intake import CREATION_GRACE_S, IDEMPOTENCY_SCOPE, new_operation_id
+from shared.services.fleet.messages import batch_messages
 from shared.services.fleet.strategy import BaseStrategy
-from tests.unit.fleet.fakes import SUB_A, SUB_B, CrashError, World, make_panel, make_world
+from tests.unit.fleet.fakes import SUB_A, SUB_B, CrashError, FakeArm, World, make_panel, make_world
 
 
 def fleet(count: int = 6, *, canary: int = 2) -> list[Panel]:
@@ -147,7 +152,8 @@ def test_transient_faults_are_retried_and_the_panel_still_succeeds() -> None:
 
     doc = world.engine.get_operation(operation_id)
     assert doc["status"] == "succeeded"
-    assert sorted(c["attempts"] for c in doc["clusters"]) == [2, 2]  # one fault each, then success
+    # One fault each, then success; the 429 gives its attempt back (issue 12, finding 8), the 503 does not.
+    assert sorted(c["attempts"] for c in doc["clusters"]) == [1, 2]
     retry_delays = [delay for queue, _, delay in world.queue.sent if queue == APPLY_QUEUE and delay > 0]
     assert 3 in retry_delays  # Retry-After honoured
 
@@ -398,3 +404,125 @@ def test_a_panel_is_not_judged_while_arms_update_is_still_running() -> None:
     run_to_end(world)
     assert world.store.states(operation_id)["ipc-panel-0001"] == "succeeded"
     assert world.arm.patch_count() == 1
+
+
+# --- no success without proof (issue 12: findings 7, 8, 10) -------------------------------------------
+class LostAnswerArm(FakeArm):
+    """ARM accepts the first PATCH of each panel, but its answer never reaches the client."""
+
+    lost: set[str]
+
+    def begin_patch(self, *, panel: Panel, configuration: str, patch: Mapping[str, Any]) -> AcceptedWrite:
+        accepted = super().begin_patch(panel=panel, configuration=configuration, patch=patch)
+        if not hasattr(self, "lost"):
+            self.lost = set()
+        if panel.key not in self.lost:
+            self.lost.add(panel.key)
+            raise TransientError(f"PATCH {panel.name}: read timed out")
+        return accepted
+
+
+def test_a_write_whose_answer_was_lost_is_verified_not_called_unchanged() -> None:
+    # Agents that never report: before, the retry saw "nothing to write" and called the panels
+    # `unchanged` (and the operation `succeeded`) with no proof at all.
+    silent = make_world(fleet(), arm_class=LostAnswerArm)
+    operation_id = start(silent)
+    silent.queue.run(silent.engine, between=None)
+    doc = silent.engine.get_operation(operation_id)
+    assert doc["status"] == "failed", doc["clusters"]
+    assert all(c["state"] == "failed" for c in doc["clusters"])
+    assert all("did not report the change" in c["detail"] for c in doc["clusters"])
+
+    # Agents that report: the same lost answers end `succeeded`, proven, with one PATCH per panel.
+    world = make_world(fleet(), arm_class=LostAnswerArm)
+    operation_id = start(world)
+    run_to_end(world)
+    doc = world.engine.get_operation(operation_id)
+    assert doc["status"] == "succeeded"
+    assert all(c["state"] == "succeeded" for c in doc["clusters"])
+    assert world.arm.patch_count() == 2, "the retry found ARM already holding the change"
+
+
+def test_arm_busy_with_another_operation_is_retried_without_spending_attempts() -> None:
+    world = make_world(fleet(), max_attempts=2)
+    world.arm.faults["patch"] = [
+        Busy("409: another operation is in progress", retry_after=4) for _ in range(4)
+    ]
+    operation_id = start(world, selection=Selector(clusters=("ipc-panel-0001",)))
+    run_to_end(world)
+    doc = world.engine.get_operation(operation_id)
+    assert doc["status"] == "succeeded", doc["clusters"]
+    assert doc["clusters"][0]["attempts"] == 1
+    retry_delays = [delay for queue, _, delay in world.queue.sent if queue == APPLY_QUEUE and delay > 0]
+    assert retry_delays.count(4) == 4, "ARM's Retry-After is honoured on every busy answer"
+
+
+def test_a_delayed_re_apply_of_an_old_change_yields_to_a_newer_operation_on_the_panel() -> None:
+    world = make_world(fleet())
+    selection = Selector(clusters=("ipc-panel-0001",))
+    old = start(world, selection=selection)
+    rows = world.store.panels[old]
+    key = next(iter(rows))
+    # The old suspend finished; its re-apply of this panel (Arc dropped it) is queued but not yet run.
+    world.store.operations[old] = replace(world.store.operations[old], status="partially-succeeded")
+    rows[key] = replace(rows[key], state=PanelState.QUEUED, reapply=True, accepted_at=world.clock.now())
+    newer = start(world, "resume", selection=selection)
+    # The re-apply message of the old operation arrives now.
+    world.engine.process_apply(batch_messages(APPLY_QUEUE, old, [key], stage=0, batch_size=10)[0])
+    row = world.store.panels[old][key]
+    assert row.state == PanelState.SKIPPED
+    assert row.detail.startswith(f"superseded by operation {newer}")
+    assert world.arm.sim("ipc-panel-0001").patches == [], "the old suspend was not sent again"
+
+
+def test_an_idempotency_key_whose_request_died_before_creating_its_operation_is_taken_over() -> None:
+    """Issue 12, finding 9: the claim is written before the operation; a process dying in between
+    must not burn the key (every retry would wait 10 s and get 409 for ever)."""
+    world = make_world(fleet())
+    dead = new_operation_id(world.clock.now())
+    world.store.idempotency[(IDEMPOTENCY_SCOPE, "kv-event-v7")] = (dead, "hash-of-the-dead-request")
+    with pytest.raises(Conflict):
+        start(world, idempotency_key="kv-event-v7")  # within the grace period: it may still be creating
+    world.clock.advance(CREATION_GRACE_S + 1)
+    operation_id = start(world, idempotency_key="kv-event-v7")
+    assert operation_id != dead
+    assert world.engine.get_operation(operation_id)["status"] == "running"
+    assert start(world, idempotency_key="kv-event-v7") == operation_id, "and the key now maps to it"
+
+
+def test_a_panel_whose_worker_always_dies_ends_failed_after_bounded_attempts_and_frees_its_lock() -> None:
+    """Issue 12, finding 11: work that always fails must not keep its operation `running` (and its
+    locks held), retried every lease for ever."""
+    world = make_world(fleet(), max_attempts=3)
+    selection = Selector(clusters=("ipc-panel-0001",))
+    operation_id = start(world, selection=selection)
+    world.arm.faults["get_flux"] = [CrashError("the worker dies on this panel") for _ in range(100)]
+    for _ in range(200):
+        if not len(world.queue):
+            break
+        with contextlib.suppress(CrashError):
+            world.queue.run(world.engine, max_messages=1)
+    doc = world.engine.get_operation(operation_id)
+    assert doc["status"] == "failed"
+    [panel] = doc["clusters"]
+    assert panel["state"] == "failed"
+    assert panel["detail"].startswith("gave up after 3 attempts: the worker handling it never finished")
+    assert len(world.arm.faults["get_flux"]) == 97, "three tries, no more"
+    world.arm.faults.clear()
+    assert start(world, "resume", selection=selection), "its lock is free for the next change"
+
+
+def test_a_panel_whose_message_is_lost_every_time_ends_failed_after_bounded_sweeps() -> None:
+    """The sweeper re-sends lost work, but not for ever: a message that always ends in the poison queue
+    fails its panel with the cause after `max_sweeps` re-deliveries."""
+    world = make_world(fleet(), stale_after_s=900, max_sweeps=3)
+    operation_id = start(world, selection=Selector(clusters=("ipc-panel-0001",)))
+    resent = []
+    for _ in range(6):
+        world.queue._heap.clear()  # poisoned: the host gave up on it
+        world.clock.advance(901)
+        resent.append(world.engine.sweep())
+    assert resent == [1, 1, 1, 0, 0, 0]
+    doc = world.engine.get_operation(operation_id)
+    assert doc["status"] == "failed"
+    assert doc["clusters"][0]["detail"].startswith("gave up: its work did not complete in 4 deliveries")
