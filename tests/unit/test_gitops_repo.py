@@ -66,12 +66,22 @@ EXPECTED_CONFIGMAPS = frozenset({"opcua-gateway-config"})
 EXPECTED_NAMESPACE_LABELS = {"managed-by": "flux", "purpose": "edge-workloads", "environment": "poc"}
 IMAGE_PULL_SECRET = "acr-pull-secret"
 
-SECRET_KEYS = {
-    "iot-hub-connection": frozenset({"connectionString"}),
-    "log-analytics-connection": frozenset({"workspaceId", "sharedKey"}),
-    "blob-storage-connection": frozenset({"connectionString"}),
+SEED_REQUIRED_SECRETS = {
+    (WORKLOAD_NAMESPACE, "iot-hub-connection"): frozenset({"connectionString"}),
+    (WORKLOAD_NAMESPACE, "log-analytics-connection"): frozenset({"workspaceId", "key"}),
+    (WORKLOAD_NAMESPACE, "blob-storage-connection"): frozenset({"connectionString"}),
+    (WORKLOAD_NAMESPACE, IMAGE_PULL_SECRET): frozenset({".dockerconfigjson"}),
+    (FLUX_NAMESPACE, "acr-credentials"): frozenset({".dockerconfigjson"}),
 }
-"""The secrets a panel is provisioned with, and the keys each holds."""
+"""The seed's required-secrets table: what every panel is bootstrapped with, (namespace, name) → keys.
+
+This is the contract with whoever bootstraps a panel, restated from the seed, not read from the
+manifests: a manifest reading a key the table does not name (issue 12 item 17: `sharedKey` where the
+table says `key`) is a workload that never starts on a panel bootstrapped as the seed says."""
+SECRET_KEYS = {
+    name: keys for (namespace, name), keys in SEED_REQUIRED_SECRETS.items() if namespace == WORKLOAD_NAMESPACE
+}
+"""The seed's secrets in the workloads' namespace, by name."""
 
 KUBERNETES_SCHEMA_VERSION = "1.30"
 """Validate against an older minor than kubernetes-validate's newest (1.37, shipped offline in the
@@ -394,6 +404,13 @@ def check_readme_matches_content(repo_root: Path) -> list[str]:
             continue
         row_type, secrets_cell = table_rows[name][0], " ".join(table_rows[name][1:])
         documented = set(re.findall(r"`([a-z0-9-]+)`", secrets_cell))
+        for secret, keys_text in re.findall(r"`([a-z0-9-]+)`\s*\(([^)]*)\)", secrets_cell):
+            keys = frozenset(key.strip() for key in keys_text.split(","))
+            if keys != SECRET_KEYS.get(secret):
+                problems.append(
+                    f"{README_PATH}: row {name} gives {secret} keys {sorted(keys)}, the seed's table "
+                    f"{sorted(SECRET_KEYS.get(secret, ()))}"
+                )
         if row_type != workload_type or documented != secrets_used.get(name, set()):
             problems.append(
                 f"{README_PATH}: row {name} says {row_type} {sorted(documented)}, "
@@ -456,6 +473,33 @@ def test_image_automation_has_a_repository_and_policy_per_workload_and_one_autom
         "ImagePolicy": set(EXPECTED_WORKLOADS),
         "ImageUpdateAutomation": {"ipc-workloads"},
     }
+
+
+def test_workloads_read_only_secret_keys_in_the_seeds_required_secrets_table() -> None:
+    # Issue 12 item 17: a panel bootstrapped exactly as the seed's table says must start every workload.
+    rendered = render_kustomization(REPO_ROOT / WORKLOADS_PATH, repo_root=REPO_ROOT)
+    read = {
+        (item.namespace or "default", secret, key)
+        for item in rendered
+        if item.kind == "Deployment"
+        for secret, key in _secret_refs(item)
+    }
+    pull_secrets = {
+        (item.namespace or "default", reference["name"])
+        for item in rendered
+        if item.kind == "Deployment"
+        for reference in item.manifest["spec"]["template"]["spec"].get("imagePullSecrets", [])
+    }
+
+    assert ("ipc-workloads", "log-analytics-connection", "key") in read
+    not_provisioned = {
+        (namespace, secret, key)
+        for namespace, secret, key in read
+        if (namespace, secret) not in SEED_REQUIRED_SECRETS
+        or (key is not None and key not in SEED_REQUIRED_SECRETS[(namespace, secret)])
+    }
+    assert not_provisioned == set()
+    assert pull_secrets <= set(SEED_REQUIRED_SECRETS)
 
 
 # --- each check reports the breakage it exists for ------------------------------------------------
@@ -553,8 +597,8 @@ BREAKAGES = {
     ),
     "secret key panels are not given": Breakage(
         "workloads/health-monitor/deployment.yaml",
-        "key: sharedKey",
-        "key: primaryKey",
+        "key: key\n",
+        "key: primaryKey\n",
         check_workloads_render,
         ("log-analytics-connection", "'primaryKey'"),
     ),
@@ -585,6 +629,13 @@ BREAKAGES = {
         "| motion-gateway | simulator | none |",
         check_readme_matches_content,
         ("row motion-gateway", "iot-hub-connection"),
+    ),
+    "README secret keys that differ from the seed's table": Breakage(
+        "README.md",
+        "| health-monitor | production | `log-analytics-connection` (workspaceId, key) |",
+        "| health-monitor | production | `log-analytics-connection` (workspaceId, sharedKey) |",
+        check_readme_matches_content,
+        ("row health-monitor", "log-analytics-connection", "sharedKey"),
     ),
     "README flux create path that does not exist": Breakage(
         "README.md",
