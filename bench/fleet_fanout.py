@@ -133,7 +133,10 @@ def run_sequential(lab: LabHandle) -> float:
 def main() -> None:
     with tempfile.TemporaryDirectory(prefix="fleet-fanout-") as state:
         log(f"starting the lab: {PANELS} panels, time scale {TIME_SCALE}")
-        with LabProcess(Path(state), clusters=PANELS, subscriptions=1, time_scale=TIME_SCALE) as lab:
+        # Factory panels only: `all` would also select the image-automation runner (PANELS + 1 writes).
+        with LabProcess(
+            Path(state), clusters=PANELS, subscriptions=1, time_scale=TIME_SCALE, runner=False
+        ) as lab:
             with HostProcess(lab, env=HOST_ENV) as host:
                 fanout = run_fanout(lab, host)
             sequential_s = run_sequential(lab)
