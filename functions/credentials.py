@@ -4,13 +4,15 @@ Each handler takes its payload through the one intake (`functions.http`, `functi
 method of `shared.services.credentials.service.CredentialService`, and maps the result or error. No
 response, log line or error here ever carries a PAT: the service deals in Key Vault *versions*.
 
-- `POST /api/credentials/rollout` `{"reason", "version"?, "dryRun"?, "target"?}` → 202 + operation, or
-  200 with the plan for a dry run, or 422 with the preflight checks when the version is refused;
-- `GET /api/credentials` → the credential map, days left, stragglers, safe revocation;
+- `POST /api/credentials/rollout` `{"reason", "version"?, "dryRun"?, "target"?, "purpose"?}` → 202 +
+  operation, or 200 with the plan for a dry run, or 422 with the preflight checks when the version is
+  refused (`purpose`: `fleet`, factory panels only, or `automation`, the image-automation runner only);
+- `GET /api/credentials` → the credential map of both credentials, days left, stragglers, revocation;
 - `GET /api/credentials/workload-identity` → which panels can move to `provider: Azure`;
 - `POST /api/credentials/migrate` `{"reason", "target", "dryRun"?}` → the move, panel by panel;
-- timer `%FLUXFLEET_ROTATION_SCHEDULE%` → expiry warnings and a rollout to unproven panels;
-- Event Grid (Key Vault system topic) → roll out new versions, warn on near-expiry/expired.
+- timer `%FLUXFLEET_ROTATION_SCHEDULE%` → expiry warnings and a rollout to unproven panels (both);
+- Event Grid (Key Vault system topic) → roll out new versions, warn on near-expiry/expired (routed to
+  the credential whose secret it names).
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ def credentials_rollout(req: func.HttpRequest) -> func.HttpResponse:
     container = get_container()
     who = authorize(req, container.settings, action=ACTION)
     request = parse_rollout_request(read_json(req), requested_by=who, idempotency_key=idempotency_key(req))
-    started = container.credentials.start_rollout(request)
+    started = container.credential_router.start_rollout(request)
     version = {"version": started.version.version, "expiresOn": format_optional(started.version.expires_on)}
     if started.result.operation_id is None:
         return json_response(
@@ -65,7 +67,7 @@ def credentials_rollout(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="credentials", methods=["GET"])
 @handle_errors
 def credentials_report(req: func.HttpRequest) -> func.HttpResponse:
-    return json_response(get_container().credentials.report())
+    return json_response(get_container().credential_router.report())
 
 
 @bp.route(route="credentials/workload-identity", methods=["GET"])
@@ -97,7 +99,7 @@ def credentials_migrate(req: func.HttpRequest) -> func.HttpResponse:
 @bp.timer_trigger(arg_name="timer", schedule="%FLUXFLEET_ROTATION_SCHEDULE%")
 def credentials_scheduled_check(timer: func.TimerRequest) -> None:
     try:
-        outcome = get_container().credentials.run_scheduled_check()
+        outcome = get_container().credential_router.run_scheduled_check()
     except TransientError:
         raise  # the invocation fails visibly; the next occurrence runs it again
     except PermanentError as exc:
@@ -121,7 +123,7 @@ def credentials_keyvault_event(event: func.EventGridEvent) -> None:
         log.info("event %s of type %s ignored", envelope["id"], event_type(envelope))
         return
     try:
-        outcome = get_container().credentials.on_secret_event(parsed)
+        outcome = get_container().credential_router.on_secret_event(parsed)
     except PermanentError as exc:
         log.error("Key Vault event %s failed: %s", envelope["id"], exc.message, extra={"code": exc.code})
         return

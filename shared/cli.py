@@ -13,6 +13,10 @@ the Functions app never does either. An operator runs, with their own sign-in:
 - `pat revoke-superseded --org ORG` — asks the app (`GET /api/credentials`) whether every panel is
   proven on the current version and, only then, revokes the superseded PATs the app lists.
 
+Both take `--purpose fleet|automation` (issue 15): `fleet` (the default) is the read-only PAT every
+factory panel fetches with (`vso.code`, secret `FLUXFLEET_PAT_SECRET_NAME`); `automation` is the write
+PAT of the one image-automation runner (`vso.code_write`, secret `FLUXFLEET_AUTOMATION_PAT_SECRET_NAME`).
+
 Credentials, most to least explicit: `--lab DIR` (the lab's operator, `UsernamePasswordCredential`),
 `--credential cli|default|interactive` or `FLUXFLEET_OPERATOR_CREDENTIAL` (same values, or `lab:DIR`).
 The default is the Azure CLI's sign-in (`az login`); `default` is `DefaultAzureCredential` without
@@ -44,11 +48,13 @@ if TYPE_CHECKING:
     from shared.adapters.pat_api import PatLifecycleClient
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_NOT_SAFE = 0, 1, 2, 3
-# The scope fluxfleet's Flux sources need: read code. Nothing more. Flux's image-automation controller
-# pushes with the same GitRepository credential, so a fleet that runs it needs write: `--scope
-# vso.code_write` says so explicitly (never the default).
+# The scope factory panels' Flux sources need: read code. Nothing more. Only the image-automation runner
+# pushes (its ImageUpdateAutomation commits), with its own PAT: `--purpose automation` mints write
+# (`vso.code_write`). A scope that contradicts the purpose is refused (a write PAT on factory panels is
+# exactly what issue 15 removes; the app's preflight would refuse it too).
 PAT_SCOPE = "vso.code"
 PAT_SCOPES = ("vso.code", "vso.code_write")
+PURPOSES = ("fleet", "automation")
 # Azure DevOps caps PAT lifetime at one year (organizations may set less by policy).
 MAX_DAYS = 365
 DEFAULT_DAYS = 90
@@ -101,12 +107,14 @@ def _parser() -> argparse.ArgumentParser:
     mint.add_argument(
         "--scope",
         choices=PAT_SCOPES,
-        default=PAT_SCOPE,
-        help="vso.code (read, default); vso.code_write only if image automation pushes with this PAT",
+        default=None,
+        help="default from --purpose: vso.code (fleet, read) or vso.code_write (automation, read & write)",
     )
     mint.add_argument("--vault-url", help="Key Vault URL (default: FLUXFLEET_KEYVAULT_URL)")
     mint.add_argument(
-        "--secret-name", help="secret name (default: FLUXFLEET_PAT_SECRET_NAME or flux-gitops-pat)"
+        "--secret-name",
+        help="secret name (default by --purpose: FLUXFLEET_PAT_SECRET_NAME / flux-gitops-pat, or "
+        "FLUXFLEET_AUTOMATION_PAT_SECRET_NAME / flux-gitops-automation-pat)",
     )
     mint.add_argument("--json", action="store_true", help="print the result as JSON (never the token)")
     mint.set_defaults(run=run_mint)
@@ -146,6 +154,13 @@ def run_key_id(args: argparse.Namespace, *, out: TextIO, read: Callable[[], str]
 
 def _common(command: argparse.ArgumentParser) -> None:
     command.add_argument("--org", required=True, help="Azure DevOps organization (the PAT is limited to it)")
+    command.add_argument(
+        "--purpose",
+        choices=PURPOSES,
+        default="fleet",
+        help="fleet: the factory panels' read-only PAT (default); automation: the image-automation "
+        "runner's write PAT",
+    )
     command.add_argument("--lab", type=Path, help="use the lab in DIR (its operator sign-in and settings)")
     command.add_argument(
         "--credential",
@@ -167,10 +182,20 @@ def run_mint(args: argparse.Namespace, *, out: TextIO) -> int:
     vault_url = args.vault_url or settings.keyvault_url
     if not vault_url:
         raise FluxfleetError("no Key Vault: pass --vault-url or set FLUXFLEET_KEYVAULT_URL")
-    secret_name = args.secret_name or settings.pat_secret_name
+    automation = args.purpose == "automation"
+    wanted = "vso.code_write" if automation else PAT_SCOPE
+    if args.scope is not None and args.scope != wanted:
+        raise FluxfleetError(
+            f"--scope {args.scope} contradicts --purpose {args.purpose} (which needs {wanted}): factory "
+            "panels hold a read-only PAT, only the image-automation runner a write one"
+        )
+    args.scope = wanted
+    default_secret = settings.automation_pat_secret_name if automation else settings.pat_secret_name
+    secret_name = args.secret_name or default_secret
     client = _pat_client(args, settings, credential)
     valid_to = (datetime.now(UTC) + timedelta(days=args.days)).replace(microsecond=0)
-    display_name = args.display_name or f"fluxfleet-{args.org}-{valid_to:%Y%m%d}"
+    suffix = "-automation" if automation else ""
+    display_name = args.display_name or f"fluxfleet-{args.org}{suffix}-{valid_to:%Y%m%d}"
     minted = client.create(display_name=display_name, scope=args.scope, valid_to=valid_to, all_orgs=False)
     tags = {
         "authorizationId": minted.pat.authorization_id,
@@ -228,6 +253,8 @@ def run_revoke_superseded(args: argparse.Namespace, *, out: TextIO) -> int:
 
     lab = _lab(args)
     report = _app_report(args, lab)
+    if args.purpose == "automation":
+        report = report.get("automation") or {}
     revocation = report.get("revocation") or {}
     current = report.get("current") or {}
     if not revocation.get("safe"):

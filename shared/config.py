@@ -104,6 +104,23 @@ class Settings:
             "FLUXFLEET_ARM_READ_RATE", setting="client-side read refill per subscription (reads/second)"
         ),
     )
+    # Azure Resource Graph's quota is per principal (the app's identity), not per subscription: 15 queries
+    # per 5-second window (guidance-for-throttled-requests). Fleet-wide reads are one query per 1,000
+    # panels, paced on a shared bucket of their own; the lab scales the window with its clock.
+    resource_graph_queries: int = field(
+        default=15,
+        metadata=_env(
+            "FLUXFLEET_RESOURCE_GRAPH_QUERIES",
+            setting="Resource Graph queries per window for the app's identity (queries)",
+        ),
+    )
+    resource_graph_window_seconds: float = field(
+        default=5.0,
+        metadata=_env(
+            "FLUXFLEET_RESOURCE_GRAPH_WINDOW_SECONDS",
+            setting="the Resource Graph quota's window (seconds)",
+        ),
+    )
     fleet_batch_size: int = field(
         default=25,
         metadata=_env(
@@ -163,6 +180,23 @@ class Settings:
     pat_secret_name: str = field(
         default="flux-gitops-pat",
         metadata=_env("FLUXFLEET_PAT_SECRET_NAME", setting="the Key Vault secret holding the PAT"),
+    )
+    # issue 15: the image-automation runner pushes with its own write PAT, its own secret; factory panels
+    # keep the read-only one above. Both rotate through the same machinery (docs/credentials.md).
+    automation_pat_secret_name: str = field(
+        default="flux-gitops-automation-pat",
+        metadata=_env(
+            "FLUXFLEET_AUTOMATION_PAT_SECRET_NAME",
+            setting="the Key Vault secret holding the image-automation runner's write PAT "
+            "(Code Read & Write)",
+        ),
+    )
+    runner_tag: str = field(
+        default="fluxfleet-role=image-automation",
+        metadata=_env(
+            "FLUXFLEET_RUNNER_TAG",
+            setting="`name=value` of the tag marking the one image-automation runner cluster",
+        ),
     )
     git_url: str | None = field(
         default=None,
@@ -321,6 +355,8 @@ def _parse(name: str, env: str, raw: str, default: Any) -> Any:
             if name == "expiry_warning_days":
                 return tuple(sorted((int(item) for item in items), reverse=True))
             return items
+        if name == "runner_tag" and not all(part.strip() for part in (raw.partition("=")[::2])):
+            raise ValueError("expected <tag name>=<tag value>, e.g. fluxfleet-role=image-automation")
         return raw.rstrip("/") if raw.startswith("https://") or raw.startswith("http://") else raw
     except ValueError as exc:
         raise InvalidSetting(env, str(exc)) from exc

@@ -26,20 +26,28 @@ from shared.config import Settings
 if TYPE_CHECKING:
     from shared.adapters.arm_fleet import ArmFleet
     from shared.adapters.clients import AzureClients
+    from shared.adapters.health_store import TableHealthSnapshotStore
+    from shared.adapters.resource_graph import ResourceGraphFleet
+    from shared.models.runner import RunnerSelector
     from shared.ports import Clock, Notifier, OperationStore, WorkQueue
+    from shared.services.conformance.service import ConformanceService, DeclarationStore
     from shared.services.credentials.ports import (
         CredentialLedger,
         GitProbe,
         SecretStore,
         WorkloadIdentityReader,
     )
+    from shared.services.credentials.router import CredentialRouter
     from shared.services.credentials.service import CredentialService
     from shared.services.fleet.engine import FleetChangeEngine
+    from shared.services.fleet.health_report import FleetHealth
+    from shared.services.fleet.health_snapshot import HealthSnapshots
     from shared.services.fleet.inventory import FleetInventory
     from shared.services.fleet.pacing import SharedPacer
     from shared.services.fleet.service import FleetService
     from shared.services.fleet.strategy import ChangeStrategy
     from shared.services.health import HealthService
+    from shared.services.images.ports import RepoReader
     from shared.services.images.service import ImageChecks
 
 T = TypeVar("T")
@@ -63,6 +71,8 @@ class Container:
         credentials: CredentialService | None = None,
         images: ImageChecks | None = None,
         health: HealthService | None = None,
+        conformance: ConformanceService | None = None,
+        fleet_health: FleetHealth | None = None,
     ) -> None:
         """`settings` and, for tests, any part already built (it is used instead of building one)."""
         self.settings = settings
@@ -74,6 +84,8 @@ class Container:
             ("credentials", credentials),
             ("images", images),
             ("health", health),
+            ("conformance", conformance),
+            ("fleet_health", fleet_health),
         ):
             if part is not None:
                 self._built[name] = part
@@ -188,10 +200,15 @@ class Container:
             # clients on first use, so a deployment without Key Vault still runs suspend/resume.
             return [
                 *suspend_strategies(),
-                CredentialRolloutStrategy(secrets=self.secrets, ledger=self.ledger, notifier=self.notifier),
+                CredentialRolloutStrategy(
+                    secrets=[self.secrets, self.automation_secrets],
+                    ledger=self.ledger,
+                    notifier=self.notifier,
+                ),
                 WorkloadIdentityMigrationStrategy(
                     readiness=self.readiness, ledger=self.ledger, notifier=self.notifier
                 ),
+                *self.conformance_strategies,
             ]
 
         return self._once("strategies", build)
@@ -223,6 +240,134 @@ class Container:
 
         return self._once("fleet", build)
 
+    # --- fleet health (issue 13) ----------------------------------------------------------------------
+    @property
+    def graph(self) -> ResourceGraphFleet:
+        """The fleet from Azure Resource Graph (one query per 1,000 panels), paced by the shared pacer."""
+
+        def build() -> ResourceGraphFleet:
+            from shared.adapters.resource_graph import ResourceGraphFleet
+
+            return ResourceGraphFleet(
+                self.clients,
+                configuration=self.settings.flux_configuration,
+                pacer=self.pacer,
+                observer=self.pacer,
+            )
+
+        return self._once("graph", build)
+
+    @property
+    def fleet_health(self) -> FleetHealth:
+        def build() -> FleetHealth:
+            from shared.services.fleet.health_report import FleetHealth
+
+            settings = self.settings
+            return FleetHealth(
+                graph=self.graph,
+                arm=self.arm,
+                subscriptions=settings.subscription_ids,
+                configuration=settings.flux_configuration,
+                # Read lazily, once per request: a deployment without Azure DevOps settings still answers.
+                head=lambda: str(self.repo_reader.head_commit(branch=settings.git_branch)),
+                ledger=lambda: self.ledger,
+                secret_name=settings.pat_secret_name,
+                operations=lambda: self.operation_store,
+                snapshots=lambda: self.health_snapshot_store,
+            )
+
+        return self._once("fleet_health", build)
+
+    @property
+    def health_snapshot_store(self) -> TableHealthSnapshotStore:
+        def build() -> TableHealthSnapshotStore:
+            from shared.adapters.health_store import TableHealthSnapshotStore
+
+            return TableHealthSnapshotStore(service=self.clients.tables)
+
+        return self._once("health_snapshot_store", build)
+
+    @property
+    def health_snapshots(self) -> HealthSnapshots:
+        """The 15-minute health snapshot: a real `since`, and notifications once (fleet.health_snapshot)."""
+
+        def build() -> HealthSnapshots:
+            from shared.services.fleet.health_snapshot import HealthSnapshots
+
+            return HealthSnapshots(
+                health=self.fleet_health,
+                store=self.health_snapshot_store,
+                notifier=self.notifier,
+                clock=self.clock,
+            )
+
+        return self._once("health_snapshots", build)
+
+    # --- conformance (issue 14) ---------------------------------------------------------------------
+    @property
+    def repo_reader(self) -> RepoReader:
+        """The GitOps repository through Azure DevOps' Git REST API, with the app's own identity."""
+
+        def build() -> RepoReader:
+            from shared.adapters.repo_reader import DevOpsRepoReader
+
+            settings = self.settings
+            return DevOpsRepoReader(
+                org_url=settings.require("devops_org_url"),
+                project=settings.require("devops_project"),
+                repository=settings.require("devops_repository"),
+                credential=self.clients.credential,
+            )
+
+        return self._once("repo_reader", build)
+
+    @property
+    def declarations(self) -> DeclarationStore:
+        def build() -> DeclarationStore:
+            from shared.services.conformance.service import DeclarationStore
+
+            return DeclarationStore(reader=lambda: self.repo_reader, branch=self.settings.git_branch)
+
+        return self._once("declarations", build)
+
+    @property
+    def conformance_strategies(self) -> list[ChangeStrategy]:
+        def build() -> list[ChangeStrategy]:
+            from shared.services.conformance.service import KeyVaultHttpsKeys
+            from shared.services.conformance.strategy import ConformStrategy, ResetStrategy
+
+            # No I/O here: the repository reader and Key Vault are used on the first conform only. The
+            # runner's declared `credentialSecret` is the automation secret: only it gets the write PAT.
+            keys = KeyVaultHttpsKeys(
+                secrets=self.secrets,
+                ledger=self.ledger,
+                stores={self.settings.automation_pat_secret_name: self.automation_secrets},
+            )
+            arm, declarations, rings = self.arm, self.declarations, self.settings.rings
+            return [
+                ConformStrategy(arm=arm, declarations=declarations, keys=keys, rings=rings),
+                ResetStrategy(arm=arm, declarations=declarations, keys=keys, rings=rings),
+            ]
+
+        return self._once("conformance_strategies", build)
+
+    @property
+    def conformance(self) -> ConformanceService:
+        def build() -> ConformanceService:
+            from shared.services.conformance.service import ConformanceService
+
+            return ConformanceService(
+                reader=self.arm,
+                directory=self.inventory,
+                declarations=self.declarations,
+                engine=self.engine,
+                fleet=self.fleet,
+                configuration=self.settings.flux_configuration,
+                git_url=self.settings.require("git_url"),
+            )
+
+        return self._once("conformance", build)
+
     # --- credentials --------------------------------------------------------------------------------
     @property
     def secrets(self) -> SecretStore:
@@ -234,6 +379,30 @@ class Container:
             )
 
         return self._once("secrets", build)
+
+    @property
+    def automation_secrets(self) -> SecretStore:
+        """The runner's write PAT (issue 15): its own Key Vault secret, same vault and adapter."""
+
+        def build() -> SecretStore:
+            from shared.adapters.keyvault import KeyVaultSecretStore
+
+            return KeyVaultSecretStore(
+                client=lambda: self.clients.secrets, secret_name=self.settings.automation_pat_secret_name
+            )
+
+        return self._once("automation_secrets", build)
+
+    @property
+    def runner_selector(self) -> RunnerSelector:
+        """Which cluster is the image-automation runner (`FLUXFLEET_RUNNER_TAG`, checked by config)."""
+
+        def build() -> RunnerSelector:
+            from shared.models.runner import RunnerSelector
+
+            return RunnerSelector.parse(self.settings.runner_tag)
+
+        return self._once("runner_selector", build)
 
     @property
     def ledger(self) -> CredentialLedger:
@@ -264,29 +433,57 @@ class Container:
 
     @property
     def credentials(self) -> CredentialService:
-        def build() -> CredentialService:
-            from shared.services.credentials.service import CredentialService, CredentialSettings
+        """The fleet credential (read-only, factory panels only)."""
+        return self._once("credentials", lambda: self._credential_service(automation=False))
 
-            settings = self.settings
-            return CredentialService(
-                settings=CredentialSettings(
-                    secret_name=settings.pat_secret_name,
-                    git_url=settings.require("git_url"),
-                    https_user=settings.git_https_user,
-                    rings=settings.rings,
-                    ring_threshold=settings.credential_ring_threshold,
-                    warning_days=settings.expiry_warning_days,
-                ),
-                secrets=self.secrets,
-                probe=self.git_probe,
-                ledger=self.ledger,
-                notifier=self.notifier,
-                engine=self.engine,
-                directory=self.inventory,
-                readiness=self.readiness,
-            )
+    @property
+    def automation_credentials(self) -> CredentialService:
+        """The automation credential (read & write, the image-automation runner only; issue 15)."""
+        return self._once("automation_credentials", lambda: self._credential_service(automation=True))
 
-        return self._once("credentials", build)
+    def _credential_service(self, *, automation: bool) -> CredentialService:
+        from shared.models.credentials import CredentialPurpose
+        from shared.services.credentials.service import CredentialService, CredentialSettings
+
+        settings = self.settings
+        return CredentialService(
+            settings=CredentialSettings(
+                secret_name=settings.automation_pat_secret_name if automation else settings.pat_secret_name,
+                git_url=settings.require("git_url"),
+                https_user=settings.git_https_user,
+                rings=settings.rings,
+                ring_threshold=settings.credential_ring_threshold,
+                warning_days=settings.expiry_warning_days,
+                purpose=CredentialPurpose.AUTOMATION if automation else CredentialPurpose.FLEET,
+                runner=self.runner_selector,
+            ),
+            secrets=self.automation_secrets if automation else self.secrets,
+            probe=self.git_probe,
+            ledger=self.ledger,
+            notifier=self.notifier,
+            engine=self.engine,
+            directory=self.inventory,
+            readiness=None if automation else self.readiness,
+        )
+
+    @property
+    def credential_router(self) -> CredentialRouter:
+        """Both credentials behind one door: events and the timer by secret name, the map of both."""
+
+        def build() -> CredentialRouter:
+            from contextlib import suppress
+
+            from shared.errors import MissingSetting
+            from shared.models.credentials import CredentialPurpose
+            from shared.services.credentials.router import CredentialRouter
+
+            services = {CredentialPurpose.FLEET: self.credentials}
+            # A fleet service given ready-made (tests) without settings: the map says automation is absent.
+            with suppress(MissingSetting):
+                services[CredentialPurpose.AUTOMATION] = self.automation_credentials
+            return CredentialRouter(services=services)
+
+        return self._once("credential_router", build)
 
     # --- images -------------------------------------------------------------------------------------
     @property
@@ -316,6 +513,7 @@ class Container:
                     reader=self.arm,
                     configuration=settings.flux_configuration,
                     executor=executor,
+                    runner=self.runner_selector,
                 ),
                 notifier=self.notifier,
                 config=ImageCheckConfig.from_settings(settings),
@@ -344,6 +542,9 @@ class Container:
                     iter(self.clients.secrets.list_properties_of_secret_versions(settings.pat_secret_name)),
                     None,
                 )
+            if settings.git_url and settings.devops_org_url and settings.subscription_ids:
+                # Says when HEAD's kubernetes/fleet/flux.yaml is invalid and the last valid one is in use.
+                probes["declaration"] = lambda: self.conformance.probe_declaration()  # noqa: PLW0108 - lazy
             if settings.acr_endpoint:
                 probes["acr"] = lambda: next(
                     iter(self.clients.registry.list_repository_names(results_per_page=1)), None

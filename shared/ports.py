@@ -14,14 +14,16 @@ from typing import Any, Literal, Protocol
 
 from shared.errors import Conflict
 from shared.models import ClusterId, FluxState, OperationId, Panel, PanelState
+from shared.models.health import PanelView
 
 # ==================================================================================================
 # The fleet: what every capability reads of it, and what the fleet-change engine writes
 # (shared.services.fleet). Implemented by the one paced ARM boundary, shared.adapters.arm_fleet.
 # ==================================================================================================
 
-# ARM's token buckets per subscription and principal: one per operation type.
-RateKind = Literal["reads", "writes", "deletes"]
+# ARM's token buckets per subscription and principal: one per operation type; and Resource Graph's
+# per-principal query quota (`graph`: 15 queries per 5 s), paced by the same shared pacer.
+RateKind = Literal["reads", "writes", "deletes", "graph"]
 
 
 class FleetReader(Protocol):
@@ -41,6 +43,16 @@ class FleetReader(Protocol):
 
     def get_flux_state(self, *, panel: Panel, configuration: str) -> FluxState | None:
         """The panel's Flux configuration of that name, or None when the panel has none."""
+        ...
+
+
+class FleetGraph(Protocol):
+    """The whole fleet in a few queries (Azure Resource Graph, 1,000 panels a page): every panel with its
+    Flux configuration and extension, as ARM returned them moments ago (Resource Graph lags ARM by
+    seconds, so a write just made is verified through `FleetReader`, never here)."""
+
+    def panel_views(self, *, subscriptions: Sequence[str]) -> list[PanelView]:
+        """Every connected cluster of these subscriptions (all pages), ordered by lower-cased id."""
         ...
 
 

@@ -71,6 +71,9 @@ SHARED_GROUP_EVERY = 4
 OLD_EXTENSION_EVERY = 10
 CURRENT_FLUX_EXTENSION = "1.16.3"
 OLD_FLUX_EXTENSION = "1.13.1"
+# The runner was set up for the repository's image objects (`image.toolkit.fluxcd.io/v1`), which only
+# microsoft.flux 1.23.0 and later serve (Flux 2.7's image controllers; July 2026's 1.23.3).
+RUNNER_FLUX_EXTENSION = "1.23.3"
 # One panel in five was connected without `--enable-workload-identity`.
 NO_WORKLOAD_IDENTITY_EVERY = 5
 # Panels that start online have been connected for a day; those that start offline dropped off an
@@ -301,7 +304,7 @@ def _runner(plan: SeedPlan, *, index: int, onboarded: datetime) -> Panel:
             online=True, changed_at=plan.started_at - ONLINE_SINCE, certificate_issued_at=onboarded
         ),
     )
-    spec = flux_extension_spec(CURRENT_FLUX_EXTENSION, workload_identity=True, image_controllers=True)
+    spec = flux_extension_spec(RUNNER_FLUX_EXTENSION, workload_identity=True, image_controllers=True)
     panel.extensions[FLUX_EXTENSION_NAME] = _installed(index, spec, onboarded)
     runner_spec = platform_flux_spec(
         git_url=plan.git_url,

@@ -1,8 +1,11 @@
-"""Does a PAT authenticate to the GitOps repository? One Git smart-HTTP ref discovery, as Flux does first.
+"""What can a PAT do on the GitOps repository? One Git smart-HTTP ref discovery, as Git does first.
 
 `GET {repo}/info/refs?service=git-upload-pack` with Basic auth is the first request of every clone and
-fetch. Only a 200 answered with Git's own advertisement media type proves the credential: Azure DevOps
-answers some unauthenticated requests with a 203 sign-in page or a redirect, which must not pass.
+fetch; `?service=git-receive-pack` is the first request of every push (issue 15: the automation
+credential must be able to push, the fleet credential must not). Only a 200 answered with Git's own
+advertisement media type (`application/x-<service>-advertisement`, Git's http-protocol docs) proves the
+capability: Azure DevOps answers some unauthenticated requests with a 203 sign-in page or a redirect,
+which must not pass, and answers an identity without Contribute with 403 (TF401027) on receive-pack.
 
 The password goes into the `Authorization` header and nowhere else; the detail of a result names the
 status and host only, never the URL's query or any header.
@@ -21,6 +24,8 @@ from shared.models.credentials import ProbeResult, ProbeVerdict
 log = logging.getLogger("fluxfleet.adapters.git_probe")
 
 ADVERTISEMENT_MEDIA_TYPE = "application/x-git-upload-pack-advertisement"
+UPLOAD_PACK = "git-upload-pack"  # fetch: what every panel does
+RECEIVE_PACK = "git-receive-pack"  # push: what only the image-automation runner may do
 # Connect and read timeouts (seconds): a probe runs inside a trigger invocation and must not hang it.
 PROBE_TIMEOUT_S = (10.0, 30.0)
 # Identify as a Git client: some servers answer ref discovery differently to browsers.
@@ -33,8 +38,11 @@ class HttpGitProbe:
     def __init__(self, *, session: requests.Session | None = None) -> None:
         self._session = session or requests.Session()
 
-    def probe(self, *, url: str, username: str, password: str) -> ProbeResult:
-        discovery = info_refs_url(url)
+    def probe(self, *, url: str, username: str, password: str, service: str = UPLOAD_PACK) -> ProbeResult:
+        if service not in (UPLOAD_PACK, RECEIVE_PACK):
+            raise ValueError(f"not a Git smart-HTTP service: {service}")
+        discovery = info_refs_url(url, service=service)
+        media = f"application/x-{service}-advertisement"
         host = urlsplit(discovery).netloc
         try:
             response = self._session.get(
@@ -53,8 +61,9 @@ class HttpGitProbe:
         with response:
             status = response.status_code
             media_type = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
-        if status == 200 and media_type == ADVERTISEMENT_MEDIA_TYPE:
-            return ProbeResult(ProbeVerdict.AUTHENTICATED, f"{host} advertised its refs", status)
+        if status == 200 and media_type == media:
+            what = "its refs" if service == UPLOAD_PACK else "git-receive-pack (the credential can push)"
+            return ProbeResult(ProbeVerdict.AUTHENTICATED, f"{host} advertised {what}", status)
         if status in (401, 403) or status == 203 or 300 <= status < 400 or status == 200:
             # 203/3xx/200-with-HTML: a sign-in page instead of Git, i.e. not authenticated.
             return ProbeResult(ProbeVerdict.REFUSED, f"HTTP {status} from {host}", status)
@@ -63,10 +72,10 @@ class HttpGitProbe:
         return ProbeResult(ProbeVerdict.UNREACHABLE, f"HTTP {status} from {host}", status)
 
 
-def info_refs_url(repository_url: str) -> str:
+def info_refs_url(repository_url: str, *, service: str = UPLOAD_PACK) -> str:
     """The ref-discovery URL of a clone URL, without any user info the clone URL may carry."""
     parts = urlsplit(repository_url)
     host = parts.hostname or ""
     netloc = f"{host}:{parts.port}" if parts.port else host
     path = parts.path.rstrip("/") + "/info/refs"
-    return urlunsplit((parts.scheme, netloc, path, "service=git-upload-pack", ""))
+    return urlunsplit((parts.scheme, netloc, path, f"service={service}", ""))

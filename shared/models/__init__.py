@@ -228,7 +228,7 @@ class AppliedChange:
 class Convergence:
     """A strategy's verdict on one panel after its change: converged, waiting, or failed."""
 
-    outcome: Literal["converged", "waiting", "failed"]
+    outcome: Literal["converged", "waiting", "failed", "again"]
     detail: str = ""
     halt_operation: bool = False
 
@@ -239,6 +239,11 @@ class Convergence:
     @classmethod
     def waiting(cls, detail: str = "") -> Convergence:
         return cls("waiting", detail)
+
+    @classmethod
+    def again(cls, detail: str = "") -> Convergence:
+        """The step is done and the next one must be written (`SelfWritingStrategy` only)."""
+        return cls("again", detail)
 
     @classmethod
     def failed(cls, cause: str, *, halt_operation: bool = False) -> Convergence:

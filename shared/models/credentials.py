@@ -26,6 +26,23 @@ AUTHORIZATION_ID_TAG = "authorizationId"
 SECONDS_PER_DAY = 86_400
 
 
+class CredentialPurpose(StrEnum):
+    """Which Git credential: each is its own Key Vault secret, rotated by the same machinery (issue 15).
+
+    `fleet` is what every factory panel fetches with and must be read-only (Code: Read, `vso.code`): one
+    stolen panel must not be able to push to the repository every panel applies. `automation` is what
+    the one image-automation runner pushes its commits with (Code: Read & Write, `vso.code_write`).
+    """
+
+    FLEET = "fleet"
+    AUTOMATION = "automation"
+
+    @property
+    def pat_scope(self) -> str:
+        """The Azure DevOps PAT scope `pat mint --purpose` asks for."""
+        return "vso.code_write" if self is CredentialPurpose.AUTOMATION else "vso.code"
+
+
 @dataclass(frozen=True)
 class SecretVersionInfo:
     """One version's attributes as Key Vault reports them (never the value)."""

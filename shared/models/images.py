@@ -298,6 +298,9 @@ class FollowUp:
     # applied the commit (a 10,000-panel fleet must still fit in one Table entity).
     panel_states: Mapping[str, int] = field(default_factory=dict)
     not_applied: tuple[PanelOutcome, ...] = ()
+    # The cluster that made the automation commit: the one image-automation runner (issue 15), the only
+    # cluster whose image-automation-controller runs and whose credential can push.
+    committed_by: str | None = None
 
     @property
     def done(self) -> bool:
@@ -312,6 +315,7 @@ class FollowUp:
             "reason": self.reason,
             "checkedAt": format_time(self.checked_at) if self.checked_at else None,
             "commit": self.commit,
+            "committedBy": self.committed_by,
             "panels": {
                 "total": self.panels_total,
                 "applied": self.panels_applied,
@@ -340,6 +344,7 @@ class FollowUp:
                 )
                 for item in panels.get("notApplied") or ()
             ),
+            committed_by=str(doc["committedBy"]) if doc.get("committedBy") else None,
         )
 
 

@@ -3,8 +3,9 @@
 The rollout is started over HTTP while the lab answers some ARM writes and reads with 503s and resets
 and some Key Vault reads with 503s; then the host is killed (SIGKILL, no graceful stop) and a new one
 is started on the same storage. Work travels as queue messages and state lives in Table storage, so the
-new host finishes the rollout: every online panel proven on the current PAT in the lab's ground truth.
-Rolling the same version out again then writes nothing to ARM.
+new host finishes the rollout: every online factory panel proven on the current PAT in the lab's ground
+truth, while the image-automation runner keeps its own write PAT. Rolling the same version out again
+then writes nothing to ARM.
 """
 
 from __future__ import annotations
@@ -119,10 +120,18 @@ def test_a_rollout_interrupted_by_faults_and_a_killed_host_resumes_to_completion
         document = wait_for("the rollout to finish", finished(second, operation_id), lab=lab)
         assert document["status"] == "succeeded", document["clusters"]
         assert {c["state"] for c in document["clusters"]} == {"succeeded"}
-        truth = lab.state()["clusters"]
+        everything = lab.state()["clusters"]
+        # The fleet PAT is for factory panels only: the image-automation runner keeps its own write PAT.
+        truth = [c for c in everything if not c["runner"]]
+        [runner] = [c for c in everything if c["runner"]]
         expected = current_fingerprint(lab)
+        assert len(truth) == PANELS
         assert all(c["credential_fingerprint"] == expected for c in truth)
         assert all(c["last_fetch"]["ok"] for c in truth)
+        assert not any(c["credential_can_push"] for c in truth)
+        assert runner["credential_fingerprint"] != expected
+        assert runner["credential_can_push"] is True
+        assert {c["name"] for c in document["clusters"]} == {c["name"] for c in truth}
         assert second.call("GET", "/api/credentials").json()["panels"]["proven"] == PANELS
 
         lab.control("DELETE", "/_lab/faults")

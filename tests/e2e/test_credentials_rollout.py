@@ -7,8 +7,11 @@ simulated panel's agent holds (`credential_fingerprint` = first 16 hex of sha256
 real Git fetch did (`last_fetch`). The lab runs at real speed and the tests make the agents sync with
 `POST /_lab/agents/tick`, so nothing depends on where a panel's 5-minute sync happens to fall.
 
-One lab (20 panels: 2 canary, 6 early, 12 broad, one of them offline) and one host serve the module;
-the tests run in file order, each starting from where the previous one left the fleet.
+One lab (20 factory panels: 2 canary, 6 early, 12 broad, one of them offline; plus the image-automation
+runner `ipc-automation-hub`, which holds its own write PAT) and one host serve the module; the tests run
+in file order, each starting from where the previous one left the fleet. Fleet rollouts must reach the
+factory panels only and leave every one of them unable to push (ground truth `credential_can_push`);
+the automation credential must reach the runner only.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ TIME_SCALE = 20.0
 # 10 lab min), which the lab scales to its clock, come every 1.5 s and 30 s. The tests still make the
 # agents sync with `POST /_lab/agents/tick` rather than wait for their 5-minute (15 s) schedule.
 SECRET = "flux-gitops-pat"
+AUTOMATION_SECRET = "flux-gitops-automation-pat"
 # Event Grid delivery, preflight and the first ARM writes take a second or two in the lab.
 EVENT_TIMEOUT_S = 30.0
 # A rollout to 20 panels with agents ticked every couple of seconds: well under a minute.
@@ -136,7 +140,23 @@ def fingerprint(value: str) -> str:
 
 
 def clusters(lab: LabHandle) -> dict[str, dict[str, Any]]:
-    return {c["name"]: c for c in lab.state()["clusters"]}
+    """The factory panels' ground truth (the fleet credential's clusters; the runner is not one)."""
+    return {c["name"]: c for c in lab.state()["clusters"] if not c["runner"]}
+
+
+def runner(lab: LabHandle) -> dict[str, Any]:
+    [hub] = [c for c in lab.state()["clusters"] if c["runner"]]
+    return dict(hub)
+
+
+def arm_patches(lab: LabHandle) -> list[str]:
+    """The paths of every Flux configuration PATCH ARM received so far, oldest first."""
+    entries = lab.control("GET", "/_lab/requests?service=arm")["requests"]
+    return [
+        str(e["path"])
+        for e in entries
+        if e.get("method") == "PATCH" and "fluxConfigurations" in str(e["path"])
+    ]
 
 
 def report(host: HostProcess) -> dict[str, Any]:
@@ -165,8 +185,8 @@ def vault(lab: LabHandle) -> SecretClient:
     return VAULTS[lab.doc["keyvault"]["url"]]
 
 
-def secret_value(lab: LabHandle, version: str | None = None) -> str:
-    value = vault(lab).get_secret(SECRET, version).value
+def secret_value(lab: LabHandle, version: str | None = None, *, secret: str = SECRET) -> str:
+    value = vault(lab).get_secret(secret, version).value
     assert value is not None
     return value
 
@@ -229,15 +249,21 @@ def test_the_first_scheduled_check_proves_the_seeded_pat_on_every_online_panel(
     offline = [name for name, c in clusters(lab).items() if not c["online"]]
     assert [states[name] for name in offline] == ["pending-offline"]
     assert {states[name] for name in online_names(lab)} == {"succeeded"}
+    assert runner(lab)["name"] not in states  # the fleet PAT is never the runner's
+    assert not any(c["credential_can_push"] for c in clusters(lab).values())
     after = report(host)
     assert after["panels"]["proven"] == PANELS - OFFLINE
     assert after["stragglersTotal"] == OFFLINE
+    assert after["automation"]["purpose"] == "automation"
+    assert after["automation"]["panels"]["total"] == 1
 
 
 def test_a_bad_pat_is_refused_at_preflight_and_nothing_changes(
     lab: LabHandle, host: HostProcess, webhook: Webhook
 ) -> None:
     fingerprints = {name: c["credential_fingerprint"] for name, c in clusters(lab).items()}
+    # The adoption rollouts of both credentials (the daily check runs the runner's too).
+    runs_before = host.call("GET", "/api/operations", params={"kind": "credential-rollout"}).json()
     bad = "notapat" + "0" * 45
     created = vault(lab).set_secret(SECRET, bad, expires_on=datetime.now(UTC) + timedelta(days=90))
     version = created.properties.version
@@ -258,7 +284,7 @@ def test_a_bad_pat_is_refused_at_preflight_and_nothing_changes(
         for c in response.json()["preflight"]["checks"]
     )
     runs = host.call("GET", "/api/operations", params={"kind": "credential-rollout"}).json()
-    assert len(runs["operations"]) == 1  # only the adoption rollout
+    assert len(runs["operations"]) == len(runs_before["operations"])  # nothing new started
     assert {name: c["credential_fingerprint"] for name, c in clusters(lab).items()} == fingerprints
     # The operator disables the bad version: the previous one is current again.
     vault(lab).update_secret_properties(SECRET, version, enabled=False)
@@ -323,6 +349,41 @@ def test_the_offline_panel_converges_after_reconnecting_and_the_old_pat_can_then
     assert pats[old_authorization]["revoked"] is True
     lab.control("POST", "/_lab/agents/tick")
     assert all(c["last_fetch"]["ok"] for c in clusters(lab).values())
+
+
+def test_a_write_pat_offered_as_the_fleet_credential_is_refused_at_preflight_and_nothing_changes(
+    lab: LabHandle, host: HostProcess, webhook: Webhook
+) -> None:
+    everything = {c["name"]: c["credential_fingerprint"] for c in lab.state()["clusters"]}
+    runs_before = len(
+        host.call("GET", "/api/operations", params={"kind": "credential-rollout"}).json()["operations"]
+    )
+    minted = lab.control("POST", "/_lab/devops/pats", {"scope": "vso.code_write", "days": 90})
+    created = vault(lab).set_secret(
+        SECRET,
+        minted["token"],
+        expires_on=datetime.fromisoformat(minted["validTo"].replace("Z", "+00:00")),
+        tags={"authorizationId": minted["authorizationId"]},
+    )
+    version = created.properties.version or ""
+    refused = wait_for(
+        "the preflight verdict",
+        lambda: next((m for m in webhook.messages if version in json.dumps(m)), None),
+        timeout=EVENT_TIMEOUT_S,
+    )
+    assert "refused at preflight" in json.dumps(refused)
+    checks = {c["name"]: c for c in report(host)["current"]["preflight"]["checks"]}
+    assert checks["authenticates"]["outcome"] == "passed"  # a good PAT ...
+    assert checks["readOnly"]["outcome"] == "failed"  # ... that can push: a finding on factory panels
+    response = host.call("POST", "/api/credentials/rollout", json={"reason": "try the write PAT"})
+    assert response.status_code == 422, response.text
+    assert response.json()["field"] == "version"
+    runs = host.call("GET", "/api/operations", params={"kind": "credential-rollout"}).json()["operations"]
+    assert len(runs) == runs_before
+    assert {c["name"]: c["credential_fingerprint"] for c in lab.state()["clusters"]} == everything
+    assert not any(c["credential_can_push"] for c in clusters(lab).values())
+    vault(lab).update_secret_properties(SECRET, version, enabled=False)
+    assert report(host)["current"]["version"] != version
 
 
 def test_a_pat_revoked_after_preflight_halts_the_rollout_in_the_canary_ring(
@@ -395,6 +456,46 @@ def test_a_ready_panel_moves_to_workload_identity_and_fetches_without_a_pat(
     assert report(host)["panels"]["workloadIdentity"] == 1
 
 
+def test_rotating_the_automation_credential_touches_only_the_runner(
+    lab: LabHandle, host: HostProcess
+) -> None:
+    hub = runner(lab)
+    factory = {name: c["credential_fingerprint"] for name, c in clusters(lab).items()}
+    patches_before = len(arm_patches(lab))
+    minted = cli(lab, "mint", "--days", "90", "--purpose", "automation", "--json")
+    CLI_OUTPUT.append(minted.stdout + minted.stderr)
+    assert minted.returncode == 0, minted.stderr
+    version = json.loads(minted.stdout)["version"]
+
+    def started() -> str | None:
+        automation = report(host)["automation"]
+        current = automation.get("current") or {}
+        return (
+            (automation.get("rollout") or {}).get("operationId")
+            if current.get("version") == version
+            else None
+        )
+
+    operation_id = wait_for("the automation rollout", started, timeout=EVENT_TIMEOUT_S)
+    document = wait_for(
+        "the automation rollout to finish", finished(host, operation_id), timeout=ROLLOUT_TIMEOUT_S, tick=lab
+    )
+    assert [(c["name"], c["state"]) for c in document["clusters"]] == [(hub["name"], "succeeded")]
+    patched = arm_patches(lab)[patches_before:]
+    assert patched
+    assert all(f"/connectedClusters/{hub['name']}/" in path for path in patched), patched
+    after = runner(lab)
+    assert after["credential_fingerprint"] == fingerprint(
+        secret_value(lab, version, secret=AUTOMATION_SECRET)
+    )
+    assert after["credential_can_push"] is True
+    assert after["last_fetch"]["ok"] is True
+    assert {name: c["credential_fingerprint"] for name, c in clusters(lab).items()} == factory
+    assert not any(c["credential_can_push"] for c in clusters(lab).values())
+    automation = report(host)["automation"]
+    assert automation["panels"] == {**automation["panels"], "total": 1, "proven": 1}
+
+
 def test_no_pat_ever_leaked_into_logs_responses_rows_messages_or_cli_output(
     lab: LabHandle, host: HostProcess, recorder: Recorder, webhook: Webhook
 ) -> None:
@@ -402,6 +503,9 @@ def test_no_pat_ever_leaked_into_logs_responses_rows_messages_or_cli_output(
     for item in vault(lab).list_properties_of_secret_versions(SECRET):
         if item.enabled:
             values.append(secret_value(lab, item.version))
+    for item in vault(lab).list_properties_of_secret_versions(AUTOMATION_SECRET):
+        if item.enabled:
+            values.append(secret_value(lab, item.version, secret=AUTOMATION_SECRET))
     values += ["notapat" + "0" * 45]
     needles = set(values) | {base64.b64encode(v.encode()).decode() for v in values}
     haystacks = {

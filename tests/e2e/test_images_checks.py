@@ -4,7 +4,9 @@ Everything goes through the doors a real deployment has: images are pushed to th
 (which raises `ImagePushed` to Event Grid, which delivers to the host), the app is asked over its
 HTTP API, the follow-up is run through the host's admin API with the message the queue would
 carry, and outcomes are checked against the lab's ground truth (Git commits, what each panel
-applied). One lab (4 panels) and one host serve the module.
+applied). One lab (4 factory panels and the image-automation runner `ipc-automation-hub`, the one
+cluster that runs the image controllers and commits) and one host serve the module. The simulator's
+background loop is paused, so only the tests' forced runs commit.
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ REPOSITORIES = "kubernetes/flux-system/image-automation/image-repositories.yaml"
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabHandle]:
     with LabProcess(tmp_path_factory.mktemp("images-lab"), clusters=PANELS, subscriptions=1) as handle:
+        # No background cycle may consume a pushed tag between a test's push and its forced run.
+        handle.control("POST", "/_lab/imageautomation/pause")
         yield handle
 
 
@@ -94,7 +98,12 @@ def run_follow_up(host: HostProcess, check_id: str, attempt: int) -> dict[str, A
 
 
 def applied_revisions(lab: LabHandle) -> dict[str, str | None]:
-    return {cluster["name"]: cluster["applied_revision"] for cluster in lab.state()["clusters"]}
+    """What each factory panel applied (the runner commits; it is not one of the panels rolled out to)."""
+    return {
+        cluster["name"]: cluster["applied_revision"]
+        for cluster in lab.state()["clusters"]
+        if not cluster["runner"]
+    }
 
 
 def set_suspended(lab: LabHandle, name: str, *, suspended: bool) -> None:
@@ -146,6 +155,10 @@ def test_a_winning_push_rolls_out_and_the_follow_up_confirms_every_panel_applied
     assert follow_up["outcome"] == "rolled-out", follow_up["reason"]
     assert follow_up["commit"] == commit
     assert follow_up["panels"]["applied"] == follow_up["panels"]["total"] == PANELS
+    # Which cluster committed the new tag: the runner, as the lab's ground truth of the push says.
+    pushes = lab.control("GET", "/_lab/imageautomation")["pushes"]
+    assert [p["committedBy"] for p in pushes if p["commit"] == commit] == [lab.doc["runner"]["name"]]
+    assert follow_up["committedBy"] == lab.doc["runner"]["name"]
 
 
 def test_a_suspended_panel_shows_up_in_committed_not_applied(lab: LabHandle, host: HostProcess) -> None:

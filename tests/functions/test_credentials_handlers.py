@@ -155,6 +155,7 @@ def test_a_version_refused_at_preflight_answers_422_with_the_checks(world: World
         ({"reason": "x", "version": "not a version!"}, "version"),
         ({"reason": "x", "target": {"all": True, "tags": {"ring": "canary"}}}, "target.all"),
         ({"reason": "x" * 501}, "reason"),
+        ({"reason": "x", "purpose": "everything"}, "purpose"),
         (["reason"], "body"),
     ],
 )

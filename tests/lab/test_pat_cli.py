@@ -75,16 +75,26 @@ def test_mint_stores_a_read_only_org_scoped_pat_as_a_new_version_and_never_print
     assert token not in result.stdout + result.stderr
 
 
-def test_mint_with_write_scope_is_explicit_for_fleets_whose_image_automation_pushes(
-    lab_clean: LabHandle,
-) -> None:
-    result = cli(lab_clean, "mint", "--days", "30", "--scope", "vso.code_write", "--json")
+def test_mint_for_the_automation_runner_stores_a_write_pat_in_its_own_secret(lab_clean: LabHandle) -> None:
+    result = cli(lab_clean, "mint", "--days", "30", "--purpose", "automation", "--json")
     assert result.returncode == 0, result.stderr
     minted = json.loads(result.stdout)
+    assert minted["secret"] == "flux-gitops-automation-pat"
     assert pats(lab_clean)[minted["authorizationId"]]["scope"] == "vso.code_write"
-    vault = lab_clean.state()["keyvault"]["secrets"][SECRET]
-    stored = next(v for v in vault["versions"] if v["version"] == minted["version"])
+    secrets = lab_clean.state()["keyvault"]["secrets"]
+    stored = next(
+        v for v in secrets["flux-gitops-automation-pat"]["versions"] if v["version"] == minted["version"]
+    )
     assert stored["tags"]["scope"] == "vso.code_write"
+    assert minted["version"] not in [v["version"] for v in secrets[SECRET]["versions"]]
+
+
+def test_mint_refuses_a_write_scope_for_the_fleet_credential(lab_clean: LabHandle) -> None:
+    before = {p["authorizationId"] for p in lab_clean.state()["pats"]}
+    result = cli(lab_clean, "mint", "--days", "30", "--scope", "vso.code_write", "--json")
+    assert result.returncode == 1
+    assert "contradicts --purpose fleet" in result.stderr
+    assert {p["authorizationId"] for p in lab_clean.state()["pats"]} == before
 
 
 def test_mint_says_plainly_when_the_organization_is_wrong(lab_clean: LabHandle) -> None:

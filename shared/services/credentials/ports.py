@@ -45,9 +45,14 @@ class SecretStore(Protocol):
 
 
 class GitProbe(Protocol):
-    """Does a credential authenticate to the GitOps repository (Git smart-HTTP ref discovery)?"""
+    """What a credential may do on the GitOps repository (Git smart-HTTP ref discovery).
 
-    def probe(self, *, url: str, username: str, password: str) -> ProbeResult: ...
+    `service` is `git-upload-pack` (fetch: does it authenticate?) or `git-receive-pack` (can it push?).
+    """
+
+    def probe(
+        self, *, url: str, username: str, password: str, service: str = "git-upload-pack"
+    ) -> ProbeResult: ...
 
 
 class CredentialLedger(Protocol):

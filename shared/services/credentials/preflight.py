@@ -6,8 +6,14 @@ panels sync, by the same Git smart-HTTP ref discovery a Flux source-controller d
 without `exp` is allowed (Azure DevOps enforces the PAT's own expiry) but reported: without it the app
 cannot warn before the panels lose access.
 
+Then what the credential may do, proven by the Git protocol itself (issue 15): the `git-receive-pack`
+advertisement (the first request of every push) must be answered for the *automation* credential — the
+runner pushes the image automation's commits with it — and must be *refused* for the *fleet*
+credential: a write PAT on factory panels is a finding, not a convenience (one stolen panel could push
+to the repository every panel applies), so such a version is never rolled out.
+
 The checks are ordered from free to costly; the value is read from Key Vault only when the attributes
-pass, and lives in this module's locals only for the probe.
+pass, and lives in this module's locals only for the probes.
 """
 
 from __future__ import annotations
@@ -19,8 +25,10 @@ from datetime import datetime
 from shared.errors import PermanentError
 from shared.models.credentials import (
     CheckOutcome,
+    CredentialPurpose,
     PreflightCheck,
     PreflightReport,
+    ProbeResult,
     ProbeVerdict,
     SecretVersionId,
     SecretVersionInfo,
@@ -39,13 +47,19 @@ def run_preflight(
     git_url: str,
     https_user: str,
     warn_below_days: int,
+    purpose: CredentialPurpose = CredentialPurpose.FLEET,
 ) -> PreflightReport:
     """Check `version`; `warn_below_days` flags a version that will soon need its own successor."""
     checks = attribute_checks(version, now=now, warn_below_days=warn_below_days)
     retryable = False
     if all(check.outcome is not CheckOutcome.FAILED for check in checks):
         value_checks, retryable = _value_checks(
-            version, read_value=read_value, probe=probe, git_url=git_url, https_user=https_user
+            version,
+            read_value=read_value,
+            probe=probe,
+            git_url=git_url,
+            https_user=https_user,
+            purpose=purpose,
         )
         checks += value_checks
     report = PreflightReport(
@@ -115,6 +129,7 @@ def _value_checks(
     probe: GitProbe,
     git_url: str,
     https_user: str,
+    purpose: CredentialPurpose,
 ) -> tuple[list[PreflightCheck], bool]:
     try:
         value = read_value(version.version)
@@ -135,9 +150,12 @@ def _value_checks(
             )
         ], False
     result = probe.probe(url=git_url, username=https_user, password=value)
-    del value
     if result.authenticated:
-        return [PreflightCheck("authenticates", CheckOutcome.PASSED, result.detail)], False
+        push = probe.probe(url=git_url, username=https_user, password=value, service="git-receive-pack")
+        del value
+        authenticates = PreflightCheck("authenticates", CheckOutcome.PASSED, result.detail)
+        return [authenticates, push_check(purpose, push)], push.verdict is ProbeVerdict.UNREACHABLE
+    del value
     explanation = {
         ProbeVerdict.REFUSED: "the repository refused it: the PAT is wrong, revoked, expired or lacks "
         "Code (Read) on this repository",
@@ -147,3 +165,38 @@ def _value_checks(
     return [
         PreflightCheck("authenticates", CheckOutcome.FAILED, f"{explanation} ({result.detail})")
     ], result.verdict is ProbeVerdict.UNREACHABLE
+
+
+def push_check(purpose: CredentialPurpose, push: ProbeResult) -> PreflightCheck:
+    """The capability check: the automation credential must push, the fleet credential must not."""
+    if push.verdict is ProbeVerdict.UNREACHABLE:
+        name = "canPush" if purpose is CredentialPurpose.AUTOMATION else "readOnly"
+        return PreflightCheck(
+            name,
+            CheckOutcome.FAILED,
+            f"the repository could not be reached for git-receive-pack; untested ({push.detail})",
+        )
+    can_push = push.verdict is ProbeVerdict.AUTHENTICATED
+    if purpose is CredentialPurpose.AUTOMATION:
+        if can_push:
+            return PreflightCheck("canPush", CheckOutcome.PASSED, push.detail)
+        return PreflightCheck(
+            "canPush",
+            CheckOutcome.FAILED,
+            "automation-credential-refused: the repository refused git-receive-pack, so the image "
+            "automation could not push its commits — the PAT lacks Code (Read & Write); mint one with "
+            f"`python -m shared.cli pat mint --purpose automation` ({push.detail})",
+        )
+    if can_push:
+        return PreflightCheck(
+            "readOnly",
+            CheckOutcome.FAILED,
+            "the PAT can push (the repository advertised git-receive-pack): a write credential on factory "
+            "panels would let one stolen panel push to the repository every panel applies; mint a "
+            "read-only one (Code: Read) with `python -m shared.cli pat mint --purpose fleet`",
+        )
+    return PreflightCheck(
+        "readOnly",
+        CheckOutcome.PASSED,
+        f"the repository refused git-receive-pack: read-only, as factory panels need ({push.detail})",
+    )

@@ -1,6 +1,7 @@
 """The HTTP requests of the credentials API, validated into typed values (4xx problems naming the field).
 
-- `POST /api/credentials/rollout` `{"reason", "version"?, "dryRun"?, "target"?}`;
+- `POST /api/credentials/rollout` `{"reason", "version"?, "dryRun"?, "target"?, "purpose"?}` (`purpose`:
+  `fleet`, the default, or `automation`, the image-automation runner's write PAT);
 - `POST /api/credentials/migrate` `{"reason", "target", "dryRun"?}`.
 
 The caller and the `Idempotency-Key` come from the HTTP intake (`functions.http`); they are passed in.
@@ -13,13 +14,13 @@ from typing import Any
 
 from shared.errors import InvalidInput
 from shared.models import Selector
-from shared.models.credentials import SecretVersionId
+from shared.models.credentials import CredentialPurpose, SecretVersionId
 from shared.services.credentials.rollout import VERSION_PATTERN
 from shared.services.credentials.service import MigrationRequest, RolloutRequest
 from shared.services.fleet.intake import check_reason
 from shared.services.fleet.selection import parse_selector
 
-ROLLOUT_FIELDS = frozenset({"reason", "version", "dryRun", "target"})
+ROLLOUT_FIELDS = frozenset({"reason", "version", "dryRun", "target", "purpose"})
 MIGRATE_FIELDS = frozenset({"reason", "dryRun", "target"})
 
 
@@ -35,7 +36,19 @@ def parse_rollout_request(
         selection=_target(body.get("target"), required=False),
         dry_run=_flag(body, "dryRun"),
         idempotency_key=idempotency_key,
+        purpose=parse_purpose(body.get("purpose")),
     )
+
+
+def parse_purpose(value: Any, *, field: str = "purpose") -> CredentialPurpose:
+    """`fleet` (default) or `automation`; 400 naming the field otherwise."""
+    if value is None:
+        return CredentialPurpose.FLEET
+    try:
+        return CredentialPurpose(value)
+    except ValueError:
+        allowed = ", ".join(p.value for p in CredentialPurpose)
+        raise InvalidInput(field, f"must be one of: {allowed}") from None
 
 
 def parse_migration_request(

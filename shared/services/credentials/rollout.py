@@ -14,6 +14,10 @@ queue fan-out, restart safety, offline tracking. This strategy says what is part
   failure halts the whole operation, leaving panels not yet changed on their old, working PAT.
 
 The credential map (the ledger) is updated as panels move: applying → proven | failed.
+
+One strategy serves both credentials (issue 15: the fleet's read-only PAT and the runner's write PAT):
+the operation's params name the secret, and the strategy reads from that secret's store. Which panels
+each may reach is decided when the operation starts (`CredentialService`), not here.
 """
 
 from __future__ import annotations
@@ -164,13 +168,15 @@ class CredentialRolloutStrategy(BaseStrategy):
     def __init__(
         self,
         *,
-        secrets: SecretStore,
+        secrets: SecretStore | Sequence[SecretStore],
         ledger: CredentialLedger,
         notifier: Notifier,
         monotonic: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
-        self._secrets = secrets
+        """`secrets`: the store of every secret this strategy may roll out (one per purpose)."""
+        stores = [secrets] if not isinstance(secrets, Sequence) else list(secrets)
+        self._stores = {store.secret_name.lower(): store for store in stores}
         self._ledger = ledger
         self._notifier = notifier
         self._wall_clock = wall_clock
@@ -198,7 +204,7 @@ class CredentialRolloutStrategy(BaseStrategy):
         self._require_validated(parsed)
         self._require_current(parsed)
         value: str = self._values.get(
-            f"{parsed.secret}/{parsed.version}", lambda: self._secrets.read_value(parsed.version)
+            f"{parsed.secret}/{parsed.version}", lambda: self._store(parsed.secret).read_value(parsed.version)
         )
         git_repository: dict[str, Any] = {"httpsUser": parsed.https_user}
         if _on_azure(current):
@@ -289,6 +295,12 @@ class CredentialRolloutStrategy(BaseStrategy):
         )
 
     # --- helpers ----------------------------------------------------------------------------------
+    def _store(self, secret: str) -> SecretStore:
+        store = self._stores.get(secret.lower())
+        if store is None:
+            raise PermanentError(f"no Key Vault secret {secret} is configured for credential rollouts")
+        return store
+
     def _require_validated(self, parsed: RolloutParams) -> None:
         key = f"{parsed.secret}/{parsed.version}"
         report = self._preflights.get(key, lambda: self._ledger.preflight(parsed.secret, parsed.version))
@@ -300,12 +312,13 @@ class CredentialRolloutStrategy(BaseStrategy):
             raise NotValidated(f"version {parsed.version} has not passed preflight; it is never rolled out")
 
     def _require_current(self, parsed: RolloutParams) -> None:
-        versions: SecretVersions = self._versions.get(parsed.secret, self._secrets.list_versions)
+        store = self._store(parsed.secret)
+        versions: SecretVersions = self._versions.get(parsed.secret, store.list_versions)
         if _is_current(versions, parsed.version):
             return
         # The cached list may predate the version (it was created after this worker last looked):
         # only a fresh answer from Key Vault may call it superseded.
-        versions = self._versions.refresh(parsed.secret, self._secrets.list_versions)
+        versions = self._versions.refresh(parsed.secret, store.list_versions)
         if not _is_current(versions, parsed.version):
             current = versions.current
             raise Superseded(

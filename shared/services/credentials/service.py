@@ -1,3 +1,4 @@
+# Over 500 lines: the entry points of both credentials (rollout, events, timer, map, migration) share state.
 """The credential capability's entry points: what the timer, Key Vault events and HTTP routes call.
 
 - `start_rollout`: preflight a version, then hand it to the fleet-change engine (one mechanism for every
@@ -11,6 +12,13 @@
   it failed for a reason a person must look at.
 - `report`: the credential map for `GET /api/credentials`.
 - `workload_identity_report` and `start_migration`: the way off PATs.
+
+Two credentials, least privilege (issue 15): one service per `CredentialPurpose`, each over its own
+Key Vault secret. The *fleet* credential (read-only) reaches factory panels only — never the
+image-automation runner — and the *automation* credential (read & write) the runner only, of which
+there must be exactly one. Everything the service reads of the fleet goes through `_scope`, so a
+rollout, the daily check, the map and the revocation report of one credential never count the other's
+clusters. `CredentialRouter` (shared.services.credentials.router) routes events and timers by secret.
 
 Idempotency: an Event Grid event for a version always maps to the same engine idempotency key, so a
 duplicate delivery returns the same operation; a rollout of a version to panels already proven on it
@@ -28,6 +36,7 @@ from typing import Any
 from shared.errors import Conflict, InvalidInput, NotFound, PermanentError, TransientError, Unprocessable
 from shared.models import OperationId, Panel, Selector
 from shared.models.credentials import (
+    CredentialPurpose,
     ExpiryWarning,
     PanelCredential,
     PreflightReport,
@@ -35,6 +44,7 @@ from shared.models.credentials import (
     SecretVersionInfo,
     SecretVersions,
 )
+from shared.models.runner import RunnerSelector
 from shared.ports import Notifier, PanelDirectory
 from shared.services.credentials.expiry import send_expiry_warnings
 from shared.services.credentials.keyvault_events import SecretEvent, SecretEventKind
@@ -48,6 +58,7 @@ from shared.services.credentials.ports import (
 from shared.services.credentials.preflight import run_preflight
 from shared.services.credentials.report import build_report, classify
 from shared.services.credentials.rollout import ROLLOUT_KIND, RolloutParams
+from shared.services.credentials.scope import rollout_panels, scope_panels
 from shared.services.credentials.workload_identity import assess
 from shared.services.fleet.engine import FleetChangeEngine
 from shared.services.fleet.intake import StartResult
@@ -72,6 +83,8 @@ class CredentialSettings:
     rings: tuple[str, ...]
     ring_threshold: float
     warning_days: tuple[int, ...]
+    purpose: CredentialPurpose = CredentialPurpose.FLEET
+    runner: RunnerSelector = field(default_factory=RunnerSelector)
 
 
 @dataclass(frozen=True)
@@ -84,6 +97,7 @@ class RolloutRequest:
     panels: Sequence[Panel] | None = None
     dry_run: bool = False
     idempotency_key: str | None = None
+    purpose: CredentialPurpose = CredentialPurpose.FLEET  # which credential (the router picks the service)
 
 
 @dataclass(frozen=True)
@@ -136,6 +150,7 @@ class CredentialService:
             git_url=self.settings.git_url,
             https_user=self.settings.https_user,
             warn_below_days=min(self.settings.warning_days, default=0),
+            purpose=self.settings.purpose,
         )
         self.ledger.save_preflight(report)
         return report
@@ -156,6 +171,7 @@ class CredentialService:
             )
         for warning in report.warnings:
             log.warning("preflight of %s: %s", target.version, warning, extra={"version": target.version})
+        panels = self._rollout_panels(request)
         params = RolloutParams(
             secret=versions.name,
             version=target.version,
@@ -170,10 +186,8 @@ class CredentialService:
                 params=params,
                 reason=request.reason,
                 requested_by=request.requested_by,
-                selection=request.selection
-                if request.panels is not None
-                else request.selection or Selector(all=True),
-                panels=request.panels,
+                selection=request.selection or Selector(all=True),
+                panels=panels,
                 idempotency_key=request.idempotency_key,
                 dry_run=request.dry_run,
             )
@@ -206,6 +220,21 @@ class CredentialService:
                 extra={"operation_id": result.operation_id, "version": target.version},
             )
         return RolloutStarted(version=target, preflight=report, result=result)
+
+    # --- which clusters this credential is for (shared.services.credentials.scope) -----------------
+    def panels(self) -> list[Panel]:
+        """Every cluster of the fleet this credential is for: factory panels, or the runner."""
+        return scope_panels(
+            self.directory.panels(), purpose=self.settings.purpose, runner=self.settings.runner
+        )
+
+    def _rollout_panels(self, request: RolloutRequest) -> list[Panel]:
+        purpose, runner = self.settings.purpose, self.settings.runner
+        if request.panels is not None:
+            return scope_panels(request.panels, purpose=purpose, runner=runner)
+        return rollout_panels(
+            self.directory.panels(), selection=request.selection, purpose=purpose, runner=runner
+        )
 
     def _same_rollout_running(self, conflict: Conflict, secret: str, version: str) -> StartResult | None:
         """The running operation a rollout conflicted with, when it rolls out this very version."""
@@ -251,7 +280,12 @@ class CredentialService:
                 title="New Flux PAT refused at preflight: nothing was rolled out",
                 text=reasons,
                 level="error",
-                facts={"secret": report.secret, "version": report.version, "trigger": request.trigger},
+                facts={
+                    "secret": report.secret,
+                    "purpose": self.settings.purpose.value,
+                    "version": report.version,
+                    "trigger": request.trigger,
+                },
             )
         if report.retryable:
             raise TransientError(
@@ -309,7 +343,7 @@ class CredentialService:
             outcome["rollout"] = "no enabled version"
             return outcome
         by_key = {_record_key(record): record for record in records}
-        panels = self.directory.panels()
+        panels = self.panels()
         unproven = [
             p for p in panels if classify(by_key.get(p.key), current.version) not in SETTLED_FOR_REPORT
         ]
@@ -391,7 +425,7 @@ class CredentialService:
     # --- reports ----------------------------------------------------------------------------------
     def report(self) -> dict[str, Any]:
         versions = self.secrets.list_versions()
-        panels = self.directory.panels()
+        panels = self.panels()
         records = self.ledger.panel_credentials(versions.name)
         current = versions.current
         rollout: dict[str, Any] | None = None
@@ -406,7 +440,7 @@ class CredentialService:
         )
         if body["current"] is not None:
             body["current"]["preflight"] = preflight.to_json() if preflight else None
-        return body
+        return {"purpose": self.settings.purpose.value, **body}
 
     def _rollout_summary(self, secret: str, version: SecretVersionId) -> dict[str, Any] | None:
         record = self.ledger.rollout(secret, version)
@@ -500,7 +534,7 @@ class CredentialService:
         return MigrationStarted(result=result, not_ready=not_ready)
 
     def _select(self, selection: Selector | None) -> list[Panel]:
-        panels = self.directory.panels()
+        panels = self.panels()
         return panels if selection is None or selection.all else filter_panels(panels, selection)
 
     def _require_readiness(self) -> WorkloadIdentityReader:

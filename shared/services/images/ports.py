@@ -73,6 +73,13 @@ class FollowUpQueue(Protocol):
 
 
 class PanelReports(Protocol):
-    """What every panel reports (ARM connectedClusters and their Flux configuration)."""
+    """What every factory panel reports (ARM connectedClusters and their Flux configuration)."""
 
-    def panel_reports(self) -> Sequence[PanelReport]: ...
+    def panel_reports(self) -> Sequence[PanelReport]:
+        """The factory panels only: the image-automation runner is where commits come from, not a
+        panel the workloads roll out to."""
+        ...
+
+    def runner_names(self) -> Sequence[str]:
+        """The image-automation runners by tag (there should be exactly one)."""
+        ...

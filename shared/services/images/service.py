@@ -401,6 +401,7 @@ class ImageChecks:
         applied = commits_since(history, landing)
         outcomes = classify_panels(self._panels.panel_reports(), applied)
         not_applied = [outcome for outcome in outcomes if outcome.state != "applied"]
+        runners = list(self._panels.runner_names())
         base = FollowUp(
             status="scheduled",
             attempts=attempt,
@@ -410,6 +411,7 @@ class ImageChecks:
             panels_applied=len(outcomes) - len(not_applied),
             panel_states=summarise_panels(outcomes),
             not_applied=tuple(not_applied[:MAX_LISTED_PANELS]),
+            committed_by=runners[0] if len(runners) == 1 else None,
         )
         if not not_applied:
             whom = (
@@ -417,10 +419,12 @@ class ImageChecks:
                 if outcomes
                 else "committed; no panel runs the configuration, at"
             )
-            return _final(base, "rolled-out", f"{whom} {landing[:SHORT_SHA]} or later")
+            by = f" (committed by {base.committed_by})" if base.committed_by else ""
+            return _final(base, "rolled-out", f"{whom} {landing[:SHORT_SHA]} or later{by}")
         behind = any(outcome.state == "behind" for outcome in not_applied)
         share = f"{base.panels_applied} of {len(outcomes)} panels applied it"
-        summary = f"committed in {landing[:SHORT_SHA]}; {share}; "
+        by = f" by {base.committed_by}" if base.committed_by else ""
+        summary = f"committed in {landing[:SHORT_SHA]}{by}; {share}; "
         if behind and attempt < self._config.follow_up_max_checks:
             return replace(base, reason=summary + "waiting for " + not_applied_reason(not_applied))
         return _final(

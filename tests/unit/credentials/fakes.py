@@ -103,17 +103,31 @@ class FakeSecretStore:
 
 
 class FakeProbe:
-    """Authenticates the passwords in `accepted`; `unreachable` simulates a network failure."""
+    """Authenticates the passwords in `accepted`; lets those in `writers` push (git-receive-pack);
+    `unreachable` simulates a network failure."""
 
-    def __init__(self, accepted: Sequence[str] = (GOOD_PAT,), *, unreachable: bool = False) -> None:
-        self.accepted = set(accepted)
+    def __init__(
+        self, accepted: Sequence[str] = (GOOD_PAT,), *, writers: Sequence[str] = (), unreachable: bool = False
+    ) -> None:
+        self.accepted = set(accepted) | set(writers)
+        self.writers = set(writers)
         self.unreachable = unreachable
         self.calls: list[tuple[str, str]] = []
+        self.services: list[str] = []
 
-    def probe(self, *, url: str, username: str, password: str) -> ProbeResult:
+    def probe(
+        self, *, url: str, username: str, password: str, service: str = "git-upload-pack"
+    ) -> ProbeResult:
         self.calls.append((url, username))
+        self.services.append(service)
         if self.unreachable:
             return ProbeResult(ProbeVerdict.UNREACHABLE, "dev.azure.com: ConnectionError")
+        if service == "git-receive-pack":
+            if password in self.writers:
+                return ProbeResult(
+                    ProbeVerdict.AUTHENTICATED, "dev.azure.com advertised git-receive-pack", 200
+                )
+            return ProbeResult(ProbeVerdict.REFUSED, "HTTP 403 from dev.azure.com", 403)
         if password in self.accepted:
             return ProbeResult(ProbeVerdict.AUTHENTICATED, "dev.azure.com advertised its refs", 200)
         return ProbeResult(ProbeVerdict.REFUSED, "HTTP 401 from dev.azure.com", 401)

@@ -210,4 +210,4 @@ def test_a_dry_run_plans_every_panel_without_reading_the_pat(ledger: MemoryLedge
     assert result.operation_id is None
     assert result.document["total"] == len(fleet())
     assert all(panel["wouldChange"] for panel in result.document["clusters"] if panel["current"])
-    assert strategy._secrets.value_reads == []  # type: ignore[attr-defined]
+    assert all(store.value_reads == [] for store in strategy._stores.values())  # type: ignore[attr-defined]

@@ -32,7 +32,7 @@ def preflight(
 def test_a_valid_version_that_authenticates_passes() -> None:
     report = preflight(version("v2"))
     assert report.passed
-    assert [c.name for c in report.checks] == ["enabled", "expiry", "authenticates"]
+    assert [c.name for c in report.checks] == ["enabled", "expiry", "authenticates", "readOnly"]
 
 
 def test_a_pat_the_repository_refuses_fails_with_the_reason() -> None:

@@ -153,9 +153,13 @@ class FakeQueue:
 @dataclass
 class FakePanels:
     reports: list[PanelReport] = field(default_factory=list)
+    runners: list[str] = field(default_factory=list)
 
     def panel_reports(self) -> Sequence[PanelReport]:
         return list(self.reports)
+
+    def runner_names(self) -> Sequence[str]:
+        return list(self.runners)
 
 
 @dataclass
