@@ -1,5 +1,8 @@
 """The app's one ARM boundary: connectedClusters, fluxConfigurations and extensions through the Azure SDKs.
 
+Over 500 lines on purpose: it is the *one* ARM boundary (every ARM request of the app is paced here), so
+the conformance reads and writes (issue 14) live here too rather than in a second, unpaced adapter.
+
 Why it looks like this:
 - ARM's budget (reads 250 / 25 per s, writes and deletes 200 / 10 per s) belongs to the subscription and
   the identity, not to a caller, so every ARM request of the app goes through this one adapter: it owns
@@ -374,6 +377,130 @@ class ArmFleet:
         )
         return AcceptedWrite(
             accepted_at=_accepted_at(accepted), changed=accepted is None or accepted.status_code != 200
+        )
+
+    # --- conformance (issue 14): whole resources as ARM returns them, and PUT/DELETE -------------
+    def get_flux_resource(self, *, panel: Panel, configuration: str) -> dict[str, Any] | None:
+        """The configuration as the SDK's `as_dict()` gives it (every 2025-04-01 property), None if absent."""
+        try:
+            item = self._flux(panel.subscription).flux_configurations.get(
+                panel.resource_group, ARC_CLUSTER_RP, ARC_CLUSTER_RESOURCE, panel.name, configuration
+            )
+        except (AzureError, OSError) as exc:
+            mapped = _mapped(exc, what=f"GET flux configuration {configuration} of {panel.name}")
+            if isinstance(mapped, NotFound) and _error_code(exc) not in PARENT_MISSING_CODES:
+                return None
+            raise mapped from exc
+        return dict(item.as_dict())
+
+    def get_flux_detail(self, *, panel: Panel, configuration: str) -> tuple[FluxState, dict[str, Any]] | None:
+        """One GET of the configuration, parsed and whole (fleet health's panel detail), None if absent."""
+        resource = self.get_flux_resource(panel=panel, configuration=configuration)
+        if resource is None:
+            return None
+        return flux_state_from_wire(cast(FluxConfigurationWire, resource)), resource
+
+    def get_extension(self, *, panel: Panel, name: str) -> dict[str, Any] | None:
+        """The extension as `as_dict()` gives it, None when the panel has none of that name."""
+        try:
+            item = self._extensions(panel.subscription).extensions.get(
+                panel.resource_group, ARC_CLUSTER_RP, ARC_CLUSTER_RESOURCE, panel.name, name
+            )
+        except (AzureError, OSError) as exc:
+            mapped = _mapped(exc, what=f"GET extension {name} of {panel.name}")
+            if isinstance(mapped, NotFound) and _error_code(exc) not in PARENT_MISSING_CODES:
+                return None
+            raise mapped from exc
+        return dict(item.as_dict())
+
+    def put_extension(self, *, panel: Panel, name: str, body: Mapping[str, Any]) -> AcceptedWrite:
+        """Extensions_Create (install or upgrade); the LRO is followed via provisioningState later."""
+        client = self._extensions(panel.subscription).extensions
+        return self._begin_write(
+            "PUT",
+            f"PUT extension {name} of {panel.name}",
+            lambda hook: client.begin_create(
+                panel.resource_group,
+                ARC_CLUSTER_RP,
+                ARC_CLUSTER_RESOURCE,
+                panel.name,
+                name,
+                dict(body),
+                polling=False,
+                raw_response_hook=hook,
+            ),
+        )
+
+    def patch_extension(self, *, panel: Panel, name: str, properties: Mapping[str, Any]) -> AcceptedWrite:
+        """Extensions_Update: a merge patch of `properties` (configurationSettings merge key by key)."""
+        client = self._extensions(panel.subscription).extensions
+        return self._begin_write(
+            "PATCH",
+            f"PATCH extension {name} of {panel.name}",
+            lambda hook: client.begin_update(
+                panel.resource_group,
+                ARC_CLUSTER_RP,
+                ARC_CLUSTER_RESOURCE,
+                panel.name,
+                name,
+                {"properties": dict(properties)},
+                polling=False,
+                raw_response_hook=hook,
+            ),
+        )
+
+    def put_flux_configuration(
+        self, *, panel: Panel, configuration: str, body: Mapping[str, Any]
+    ) -> AcceptedWrite:
+        """FluxConfigurations_CreateOrUpdate. `body` holds the PAT (protected settings): never logged."""
+        client = self._flux(panel.subscription).flux_configurations
+        return self._begin_write(
+            "PUT",
+            f"PUT flux configuration {configuration} of {panel.name}",
+            lambda hook: client.begin_create_or_update(
+                panel.resource_group,
+                ARC_CLUSTER_RP,
+                ARC_CLUSTER_RESOURCE,
+                panel.name,
+                configuration,
+                dict(body),
+                polling=False,
+                raw_response_hook=hook,
+            ),
+        )
+
+    def delete_flux_configuration(self, *, panel: Panel, configuration: str) -> AcceptedWrite:
+        """FluxConfigurations_Delete (not forced: the agent removes its objects); followed via 404 later."""
+        client = self._flux(panel.subscription).flux_configurations
+        return self._begin_write(
+            "DELETE",
+            f"DELETE flux configuration {configuration} of {panel.name}",
+            lambda hook: client.begin_delete(
+                panel.resource_group,
+                ARC_CLUSTER_RP,
+                ARC_CLUSTER_RESOURCE,
+                panel.name,
+                configuration,
+                polling=False,
+                raw_response_hook=hook,
+            ),
+        )
+
+    def _begin_write(self, method: str, what: str, send: Callable[[Any], Any]) -> AcceptedWrite:
+        responses: list[Any] = []
+        try:
+            send(_sink(responses))
+        except (AzureError, OSError) as exc:
+            mapped = _mapped(exc, what=what)
+            if isinstance(mapped, Conflict):
+                raise Busy(mapped.message, retry_after=retry_after_of(exc)) from exc
+            raise mapped from exc
+        accepted = next(
+            (r for r in reversed(responses) if r.request.method == method and r.status_code < 300), None
+        )
+        return AcceptedWrite(
+            accepted_at=_accepted_at(accepted),
+            changed=accepted is None or accepted.status_code != 200 or method == "PUT",
         )
 
     # --- what else the app reads from ARM ---------------------------------------------------------

@@ -20,7 +20,7 @@ from shared.ports import Clock, FleetReader, FluxWriter, OperationRecord, Operat
 from shared.queues import FLEET_APPLY_QUEUE, FLEET_VERIFY_QUEUE
 from shared.services.fleet.messages import parse_message
 from shared.services.fleet.rows import Next, PanelRows, panel_of
-from shared.services.fleet.strategy import ChangeStrategy
+from shared.services.fleet.strategy import ChangeStrategy, SelfWritingStrategy
 
 if TYPE_CHECKING:
     from shared.services.fleet.engine import EngineSettings
@@ -90,6 +90,8 @@ class ApplyWorker:
             )
             return None
         panel = panel_of(claimed)
+        if isinstance(strategy, SelfWritingStrategy):
+            return self._write_step(record, strategy, claimed, panel, recovering=recovering)
         try:
             current = self._reader.get_flux_state(panel=panel, configuration=record.configuration)
             if current is None:
@@ -146,6 +148,61 @@ class ApplyWorker:
             "ARM accepted the change on %s",
             panel.name,
             extra={"operation_id": record.id, "cluster": panel.name, "subscription": panel.subscription},
+        )
+        return None if applied is None else Next(FLEET_VERIFY_QUEUE, self._settings.verify_delay_s)
+
+    def _write_step(
+        self,
+        record: OperationRecord,
+        strategy: SelfWritingStrategy,
+        claimed: PanelRecord,
+        panel: Panel,
+        *,
+        recovering: bool,
+    ) -> Next | None:
+        """A `SelfWritingStrategy`'s step: it reads and writes; the row moves exactly as for a PATCH."""
+        # Whether an earlier try of this panel may have written (its answer lost): then "nothing to write"
+        # is that write having landed, verified like any other — never `unchanged` (issue 12, finding 7).
+        written_before = (
+            recovering or claimed.write_attempted or claimed.reapply or claimed.accepted_at is not None
+        )
+        try:
+            if not claimed.write_attempted:
+                marked = self._rows.cas(claimed, write_attempted=True, detail="writing")
+                if marked is None:
+                    return None
+                claimed = marked
+            accepted = strategy.write_step(
+                panel, record.params, configuration=record.configuration, reapply=claimed.reapply
+            )
+        except NotFound as exc:
+            self._rows.settle(claimed, PanelState.SKIPPED, f"not found in ARM: {exc.message}")
+            return None
+        except TransientError as exc:
+            return self._rows.retry_or_fail(
+                claimed, exc.message, exc.retry_after, counts_as_attempt=exc.counts_as_attempt
+            )
+        except FluxfleetError as exc:
+            self._rows.settle(claimed, PanelState.FAILED, exc.message)
+            return None
+        if accepted is None:
+            if not written_before:
+                self._rows.settle(claimed, PanelState.UNCHANGED, "already as declared; nothing written")
+                return None
+            accepted_at = claimed.accepted_at or self._clock.now()
+            detail = "nothing left to write; waiting for the panel's agent"
+        else:
+            accepted_at = accepted.accepted_at
+            detail = "ARM accepted the change; waiting for it to complete and the panel's agent to report it"
+        applied = self._rows.cas(
+            claimed,
+            state=PanelState.VERIFYING,
+            lease_until=None,
+            accepted_at=accepted_at,
+            accepted_local=self._clock.now(),
+            checks=0,
+            reapply=False,
+            detail=detail,
         )
         return None if applied is None else Next(FLEET_VERIFY_QUEUE, self._settings.verify_delay_s)
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from shared.models import Selector
 from shared.services.fleet.engine import FleetChangeEngine
+from shared.services.fleet.intake import StartResult
 from shared.services.fleet.inventory import FleetInventory
 from shared.services.fleet.requests import ChangeRequest
 
@@ -50,11 +51,15 @@ class FleetService:
             idempotency_key=idempotency_key,
             dry_run=request.dry_run,
         )
+        return self.answer(result, wait_seconds=request.wait_seconds)
+
+    def answer(self, result: StartResult, *, wait_seconds: float) -> ChangeAnswer:
+        """200 with the document (dry run, or final within `wait_seconds`), else 202 (any fleet kind)."""
         if result.operation_id is None:
             return ChangeAnswer(status=200, document=result.document, operation_id=None)
         document: Mapping[str, Any] = result.document
-        if request.wait_seconds > 0 and document.get("status") == "running":
-            document = self._engine.wait_for_final(result.operation_id, timeout_s=request.wait_seconds)
+        if wait_seconds > 0 and document.get("status") == "running":
+            document = self._engine.wait_for_final(result.operation_id, timeout_s=wait_seconds)
         if document.get("status") != "running":
             return ChangeAnswer(status=200, document=document, operation_id=result.operation_id)
         return ChangeAnswer(

@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from shared.models import AppliedChange, Convergence, FluxState, Panel, Params, Stage
-from shared.ports import OperationRecord
+from shared.ports import AcceptedWrite, OperationRecord
 
 
 @runtime_checkable
@@ -58,6 +58,27 @@ class ChangeStrategy(Protocol):
 
     def on_stage_done(self, operation: OperationRecord, stage: int, summary: Mapping[str, int]) -> None:
         """Called once a stage is settled (may be called more than once: make it idempotent)."""
+        ...
+
+
+@runtime_checkable
+class SelfWritingStrategy(Protocol):
+    """A kind that writes more than the one Flux configuration PATCH (conformance: the extension, then
+    the configuration; reset: a DELETE, then a PUT). The engine then reads nothing itself: the strategy
+    reads and writes what it needs through its own ARM port, one step per apply, and `check_step`
+    answers `Convergence.again(...)` when the next step must be written (the panel goes back to apply).
+    """
+
+    def write_step(
+        self, panel: Panel, params: Params, *, configuration: str, reapply: bool
+    ) -> AcceptedWrite | None:
+        """Write the next step to this panel now (None: nothing to write, the panel is as desired)."""
+        ...
+
+    def check_step(
+        self, panel: Panel, applied: AppliedChange, params: Params, *, configuration: str
+    ) -> Convergence:
+        """Converged (the agent applied it), waiting, failed, or `again` (write the next step)."""
         ...
 
 

@@ -19,7 +19,7 @@ from shared.queues import FLEET_VERIFY_QUEUE
 from shared.services.fleet.apply import FAILED_PROVISIONING
 from shared.services.fleet.messages import parse_message
 from shared.services.fleet.rows import Next, PanelRows, panel_of
-from shared.services.fleet.strategy import ChangeStrategy
+from shared.services.fleet.strategy import ChangeStrategy, SelfWritingStrategy
 from shared.timestamps import format_optional
 
 if TYPE_CHECKING:
@@ -75,6 +75,8 @@ class VerifyWorker:
             return None
         panel = panel_of(row)
         context = {"operation_id": record.id, "cluster": panel.name, "subscription": panel.subscription}
+        if isinstance(strategy, SelfWritingStrategy):
+            return self._check_step(record, strategy, row, panel, context)
         try:
             current = self._reader.get_flux_state(panel=panel, configuration=record.configuration)
             if current is None:
@@ -120,6 +122,53 @@ class VerifyWorker:
             self._rows.settle(row, PanelState.FAILED, exc.message)
             return None
         return self._still_waiting(row, current, arc, applied, verdict)
+
+    def _check_step(
+        self,
+        record: OperationRecord,
+        strategy: SelfWritingStrategy,
+        row: PanelRecord,
+        panel: Panel,
+        context: dict[str, str],
+    ) -> Next | None:
+        applied = AppliedChange(
+            accepted_at=row.accepted_at or self._clock.now(),
+            attempt=row.attempts,
+            baseline_status_updated_at=row.baseline_status_updated_at,
+            baseline_commit_id=row.baseline_commit_id,
+        )
+        try:
+            verdict = strategy.check_step(panel, applied, record.params, configuration=record.configuration)
+            if verdict.outcome == "again":
+                return self._rows.reapply(row, verdict.detail or "next step")
+            if verdict.outcome == "converged":
+                self._rows.settle(row, PanelState.SUCCEEDED, verdict.detail or "the panel's agent applied it")
+                log.info("%s converged", panel.name, extra=context)
+                return None
+            if verdict.outcome == "failed":
+                self._rows.settle(row, PanelState.FAILED, verdict.detail)
+                if verdict.halt_operation:
+                    self._halt(record.id, f"{panel.name}: {verdict.detail}")
+                return None
+            arc = self._reader.get_panel(panel_id=panel.id)
+        except NotFound as exc:
+            self._rows.settle(row, PanelState.SKIPPED, f"not found in ARM: {exc.message}")
+            return None
+        except TransientError as exc:
+            return Next(FLEET_VERIFY_QUEUE, exc.retry_after or self._settings.retry_delay_s)
+        except FluxfleetError as exc:
+            self._rows.settle(row, PanelState.FAILED, exc.message)
+            return None
+        if arc.offline:
+            seen = format_optional(arc.last_connectivity_time) or "never"
+            self._rows.cas(
+                row,
+                state=PanelState.PENDING_OFFLINE,
+                checks=0,
+                detail=f"panel offline ({arc.connectivity}, last connected {seen}); {verdict.detail}",
+            )
+            return Next(FLEET_VERIFY_QUEUE, self._settings.offline_recheck_s)
+        return self._rows.check_again(row, verdict.detail or "waiting for the panel's agent")
 
     def _superseded(self, record: OperationRecord, strategy: ChangeStrategy, row: PanelRecord) -> bool:
         """A newer operation of the same lock group took the panel over: stop tracking it here.
