@@ -41,7 +41,9 @@ bench: setup
 	$(PY) bench/lab_capacity.py
 	$(PY) bench/fleet_fanout.py
 	$(PY) bench/credential_rollout.py
+	$(PY) bench/onboarding.py
 	$(PY) bench/image_verdict.py
+	$(PY) bench/fleet_health.py
 
 clean:
 	rm -rf $(VENV) node_modules .lab .demo

@@ -78,6 +78,20 @@ class AzureClients:
 
         return KubernetesConfigurationExtensionsMgmtClient(self.credential, subscription_id, **options)
 
+    def resource_graph_client(self, *, api_version: str, per_retry_policies: list[Any]) -> Any:
+        """A new Resource Graph client (one per worker, built by `shared.adapters.resource_graph`).
+        Resource Graph is a resource provider behind ARM's endpoint, so it shares ARM's base URL."""
+        from azure.mgmt.resourcegraph import ResourceGraphClient
+
+        return ResourceGraphClient(
+            self.credential,
+            base_url=self.settings.arm_endpoint,
+            api_version=api_version,
+            per_retry_policies=per_retry_policies,
+            **ARM_RETRY,
+            **TIMEOUTS,
+        )
+
     @cached_property
     def secrets(self) -> SecretClient:
         from azure.keyvault.secrets import SecretClient

@@ -22,11 +22,13 @@ from hypothesis import strategies as st
 
 from shared.config import Settings
 from shared.container import Container, set_container
+from shared.services.fleet.health_report import FleetHealth
 from shared.services.fleet.inventory import FleetInventory
 from shared.services.fleet.service import FleetService
 from shared.services.health import HealthService
 from tests.functions.appkit import indexed_functions
 from tests.functions.test_credentials_handlers import World as CredentialsWorld
+from tests.unit.conformance.fakes import conformance_over_fakes
 from tests.unit.fleet.fakes import SUB_A, SUB_B, make_panel, make_world
 from tests.unit.images.fakes import LOGIN_SERVER, handler_world
 
@@ -62,8 +64,10 @@ EVENT_TYPES = [
 scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=30)
 json_values = st.recursive(
     scalars,
-    lambda inner: st.lists(inner, max_size=4)
-    | st.dictionaries(st.sampled_from(FIELDS) | st.text(max_size=8), inner, max_size=5),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(st.sampled_from(FIELDS) | st.text(max_size=8), inner, max_size=5)
+    ),
     max_leaves=12,
 )
 json_objects = st.dictionaries(st.sampled_from(FIELDS) | st.text(max_size=8), json_values, max_size=6)
@@ -88,6 +92,16 @@ headers = st.fixed_dictionaries(
 )
 
 
+def health_over_fakes() -> FleetHealth:
+    """Fleet health over a fake Resource Graph (tests/unit/fleet/test_health.py's fleet)."""
+    from tests.unit.fleet.test_health import SUB, FakeGraph, NoArm, fleet
+
+    return FleetHealth(
+        graph=FakeGraph(fleet()), arm=NoArm(), subscriptions=[SUB], configuration="ipc-platform-config",
+        head=lambda: None, ledger=NoArm, secret_name="flux-gitops-pat", operations=NoArm,  # type: ignore[arg-type]
+    )  # fmt: skip
+
+
 @contextlib.contextmanager
 def app_over_fakes() -> Iterator[Container]:
     """Every service of the app over in-memory fakes, installed as the worker's container."""
@@ -101,13 +115,16 @@ def app_over_fakes() -> Iterator[Container]:
         inventory = FleetInventory(
             reader=fleet.arm, subscriptions=config.subscription_ids, configuration=config.flux_configuration
         )
+        fleet_service = FleetService(engine=fleet.engine, inventory=inventory)
         container = Container(
             config,
             engine=fleet.engine,
-            fleet=FleetService(engine=fleet.engine, inventory=inventory),
+            fleet=fleet_service,
+            conformance=conformance_over_fakes(directory=inventory, engine=fleet.engine, fleet=fleet_service),
             credentials=CredentialsWorld().service,
             images=images.service,
             health=HealthService(settings=config, probes={}),
+            fleet_health=health_over_fakes(),
         )
         set_container(container)
         try:

@@ -247,4 +247,11 @@ def limits_from_settings(settings: Settings) -> dict[RateKind, BucketLimits]:
         "writes": writes,
         "deletes": writes,
         "reads": BucketLimits(burst=settings.arm_read_burst, rate=settings.arm_read_rate),
+        # Resource Graph's per-principal quota (a fixed window in Azure): a bucket as large as the window
+        # allows, refilling at its average rate. The quota headers keep it honest: a spent window blocks
+        # the bucket until it resets (shared.adapters.resource_graph.GraphGate).
+        "graph": BucketLimits(
+            burst=settings.resource_graph_queries,
+            rate=settings.resource_graph_queries / settings.resource_graph_window_seconds,
+        ),
     }
