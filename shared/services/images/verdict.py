@@ -30,6 +30,7 @@ from shared.image_policy import (
     excluded_by,
     normalise_image,
 )
+from shared.image_policy.digests import judge_digest, ref_in_markers, uses_digest
 from shared.models.images import (
     SHORT_SHA,
     VERDICT_KINDS,
@@ -48,8 +49,6 @@ VERDICT_PRIORITY: tuple[VerdictKind, ...] = VERDICT_KINDS  # `VerdictKind` is de
 # Arc's Flux configuration default `syncIntervalInSeconds` (the SDK and `az k8s-configuration flux
 # create` default), used when no panel's configuration can be read.
 DEFAULT_SYNC_INTERVAL_S = 600.0
-# Digest reflection policies under which `latestRef` carries a digest (reference §1).
-_DIGEST_REFLECTING = ("Always", "IfNotPresent")
 # How many markers or images a reason lists before it says "and N more".
 _LISTED = 5
 _V1BETA2_NOTE = (
@@ -258,8 +257,18 @@ def _delivery(
         return verdict("automation-suspended", paused), None
 
     active = [automation for automation in automations if not automation.suspend]
-    digest = ref.digest if policy.digest_reflection_policy in _DIGEST_REFLECTING else None
-    latest = {(policy.namespace, policy.name): LatestRef(repository.image, tag, digest)}
+    # The digest the policy reflects after this push, as image-reflector-controller decides it
+    # (shared/image_policy/digests.py): a re-pushed tag's new digest under `Always`, the digest already
+    # reflected for that tag under `IfNotPresent`, none under `Never`. Git's markers stand in for the
+    # policy's status.latestRef (it lives on the runner).
+    held = ref_in_markers(
+        [marker for automation in active for marker in snapshot.markers_for(policy, automation)],
+        repository.image,
+    )
+    digest = judge_digest(
+        policy, selected=LatestRef(repository.image, tag), pushed_digest=ref.digest, held=held
+    )
+    latest = {(policy.namespace, policy.name): digest.latest}
     changes: dict[tuple[str, int, str], MarkerChange] = {}
     writers: list[ImageUpdateAutomation] = []
     marker_count = 0
@@ -281,6 +290,10 @@ def _delivery(
         return verdict("no-marker", _no_marker_reason(snapshot, policy, active, tag)), None
     if not changes:
         reason = f"every marker of ImagePolicy {name} ({marker_count}) already holds {tag}; nothing to commit"
+        if held is not None and held.tag == tag and uses_digest(
+            marker for automation in active for marker in snapshot.markers_for(policy, automation)
+        ):
+            reason += f" ({digest.reason})"
         return verdict("already-deployed", reason), None
     ordered = tuple(sorted(changes.values(), key=lambda change: (change.file, change.line)))
     files = sorted({change.file for change in ordered})
@@ -289,6 +302,8 @@ def _delivery(
         f"{_listing([_name(automation) for automation in writers])} will rewrite {len(ordered)} field(s) "
         f"in {_listing(files)}"
     )
+    if held is not None and held.tag == tag and digest.digest_changes:
+        reason += f" ({digest.reason})"  # the same tag pushed again with new content
     return verdict("will-roll-out", reason, markers=ordered), _eta(
         repository, writers, pushed_at, sync_interval_s
     )

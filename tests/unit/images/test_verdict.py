@@ -260,3 +260,40 @@ def test_a_stored_document_reads_back_as_the_same_check() -> None:
         "evt-1",
     )
     assert CheckRecord.from_document(record.to_document()) == record
+
+
+# --- digests: the same tag pushed again with new content (issue 15) -----------------------------------
+OLD_DIGEST = "sha256:" + "b" * 64
+NEW_DIGEST = "sha256:" + "a" * 64  # what `run` pushes
+
+
+def digest_files(reflection: str) -> dict[str, str]:
+    """The gateway's marker holding `v1.4.2@<old digest>`, and its policy reflecting digests."""
+    files = with_changes(
+        policies=(
+            '  policy:\n    semver:\n      range: ">=1.0.0"\n',
+            f"  digestReflectionPolicy: {reflection}\n"
+            + ("  interval: 10m\n" if reflection == "Always" else "")
+            + '  policy:\n    semver:\n      range: ">=1.0.0"\n',
+        )
+    )
+    held = "opcua-gateway:v1.4.2 #"
+    assert held in files[GATEWAY_DEPLOYMENT]
+    files[GATEWAY_DEPLOYMENT] = files[GATEWAY_DEPLOYMENT].replace(
+        held, f"opcua-gateway:v1.4.2@{OLD_DIGEST} #", 1
+    )
+    return files
+
+
+def test_a_re_pushed_tag_with_new_content_rolls_out_under_always_and_says_why() -> None:
+    verdict = run("v1.4.2", files=digest_files("Always"))
+    assert verdict.verdict == "will-roll-out", verdict.reason
+    [change] = verdict.policies[0].markers
+    assert change.new.endswith(f"v1.4.2@{NEW_DIGEST}")
+    assert "Always" in verdict.reason
+
+
+def test_a_re_pushed_tag_keeps_its_digest_under_if_not_present_and_says_why() -> None:
+    verdict = run("v1.4.2", files=digest_files("IfNotPresent"))
+    assert verdict.verdict == "already-deployed", verdict.reason
+    assert "IfNotPresent" in verdict.reason
