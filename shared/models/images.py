@@ -27,6 +27,7 @@ VerdictKind = Literal[
     "already-deployed",
     "no-marker",
     "automation-suspended",
+    "policy-suspended",
     "automation-missing",
     "not-latest",
     "filtered-out",

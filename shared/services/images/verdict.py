@@ -254,7 +254,8 @@ def _delivery(
         return verdict("automation-missing", reason), None
     paused = _suspension(repository, policy, automations)
     if paused is not None:
-        return verdict("automation-suspended", paused), None
+        kind, why = paused
+        return verdict(kind, why), None
 
     active = [automation for automation in automations if not automation.suspend]
     # The digest the policy reflects after this push, as image-reflector-controller decides it
@@ -311,17 +312,24 @@ def _delivery(
 
 def _suspension(
     repository: ImageRepository, policy: ImagePolicy, automations: Sequence[ImageUpdateAutomation]
-) -> str | None:
+) -> tuple[VerdictKind, str] | None:
     if repository.suspend:
-        return (
+        return "automation-suspended", (
             f"ImageRepository {_name(repository)} is suspended: the registry is not scanned, "
             "so the tag is never seen"
         )
     if policy.suspend:
-        return f"ImagePolicy {_name(policy)} is suspended: its latest tag is not updated"
+        # ImagePolicy `spec.suspend` (image-reflector-controller v1.0, Flux 2.7): the reconciler returns
+        # before it selects, so `status.latestRef` keeps the old tag and nothing is written.
+        return "policy-suspended", (
+            f"ImagePolicy {_name(policy)} is suspended (spec.suspend: true): its latest tag is not "
+            "updated, so no automation writes the new one"
+        )
     if all(automation.suspend for automation in automations):
         names = _listing([_name(automation) for automation in automations])
-        return f"ImagePolicy {_name(policy)} selects the tag, but ImageUpdateAutomation {names} is suspended"
+        return "automation-suspended", (
+            f"ImagePolicy {_name(policy)} selects the tag, but ImageUpdateAutomation {names} is suspended"
+        )
     return None
 
 

@@ -164,9 +164,12 @@ def test_a_suspended_automation_is_automation_suspended() -> None:
     assert "flux-system/ipc-workloads" in verdict.reason
 
 
-def test_a_suspended_policy_is_automation_suspended_too() -> None:
+def test_a_suspended_policy_is_policy_suspended() -> None:
+    # Its own reason since issue 15 (ImagePolicy spec.suspend, Flux 2.7); it was `automation-suspended`.
     files = with_changes(policies=("    name: opcua-gateway\n", "    name: opcua-gateway\n  suspend: true\n"))
-    assert run("v1.5.0", files).verdict == "automation-suspended"
+    verdict = run("v1.5.0", files)
+    assert verdict.verdict == "policy-suspended"
+    assert "spec.suspend: true" in verdict.reason
 
 
 def test_no_automation_at_all_is_automation_missing() -> None:
