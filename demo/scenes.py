@@ -168,10 +168,20 @@ class Story:
             f"[bold]GET /api/credentials:[/] {report['revocation']['reason']}; "
             f"the previous PAT can be revoked: {revocable}"
         )
-        fingerprints = {c["credential_fingerprint"] for c in self.lab.state()["clusters"]}
+        clusters = self.lab.state()["clusters"]
+        # The fleet PAT reaches every factory panel; the image-automation runner keeps its own
+        # automation PAT (issue 15: only the runner may push), and no factory panel can push.
+        fingerprints = {c["credential_fingerprint"] for c in clusters if not c.get("runner")}
+        can_push = [c["name"] for c in clusters if not c.get("runner") and c.get("credential_can_push")]
+        runner = next((c["name"] for c in clusters if c.get("runner")), None)
+        if runner:
+            console.print(
+                f"The runner {runner} keeps its own automation credential; no factory panel can push."
+            )
         return (
-            len(fingerprints) == 1 and report["revocation"]["safe"],
-            f"every panel proven on version {new_version[:8]}…; old PAT revocable ({revocable})",
+            len(fingerprints) == 1 and report["revocation"]["safe"] and not can_push,
+            f"every factory panel proven on version {new_version[:8]}…, read-only; old PAT revocable "
+            f"({revocable})",
         )
 
     def image_push(self) -> tuple[bool, str]:
@@ -214,6 +224,8 @@ class Story:
         final = self.wait_for_value(lambda: self.follow_up_done(check["id"]), "the follow-up reports")
         follow = final["followUp"]
         console.print(f"Follow-up: [bold]{follow['outcome']}[/] — {follow['reason']}")
+        if follow.get("committedBy"):
+            console.print(f"The commit came from the image-automation runner {follow['committedBy']}.")
         ok = check["verdict"] == "will-roll-out" and follow["outcome"] == "rolled-out"
         return ok, f"v1.0.8: {check['verdict']} → {follow['outcome']}; v1.0.6 preflight: {lower['verdict']}"
 
