@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from shared.adapters.clients import AzureClients
     from shared.adapters.health_store import TableHealthSnapshotStore
     from shared.adapters.resource_graph import ResourceGraphFleet
+    from shared.image_policy.manifests import ImageObjects
     from shared.models.runner import RunnerSelector
     from shared.ports import Clock, Notifier, OperationStore, WorkQueue
     from shared.services.conformance.service import ConformanceService, DeclarationStore
@@ -48,6 +49,7 @@ if TYPE_CHECKING:
     from shared.services.fleet.strategy import ChangeStrategy
     from shared.services.health import HealthService
     from shared.services.images.ports import RepoReader
+    from shared.services.images.runner import RunnerCheck
     from shared.services.images.service import ImageChecks
 
 T = TypeVar("T")
@@ -183,6 +185,7 @@ class Container:
                 reader=self.arm,
                 subscriptions=self.settings.subscription_ids,
                 configuration=self.settings.flux_configuration,
+                graph=self.graph,
             )
 
         return self._once("inventory", build)
@@ -521,6 +524,37 @@ class Container:
             )
 
         return self._once("images", build)
+
+    @property
+    def runner_check(self) -> RunnerCheck:
+        """`GET /api/images/runner`: the one image-automation runner, checked (issue 15)."""
+
+        def build() -> RunnerCheck:
+            from shared.services.images.runner import RunnerCheck
+
+            settings = self.settings
+
+            def current_version() -> str | None:
+                current = self.automation_secrets.list_versions().current
+                return current.version if current else None
+
+            def image_objects() -> ImageObjects:
+                # HEAD through the image checks' snapshot cache (one tree listing per new commit).
+                head = self.repo_reader.head_commit(branch=settings.git_branch)
+                return self.images.snapshots.at(head).objects
+
+            return RunnerCheck(
+                directory=self.inventory,
+                extensions=self.arm,
+                image_objects=image_objects,
+                proofs=lambda: self.ledger,
+                current_version=current_version,
+                selector=self.runner_selector,
+                secret_name=settings.automation_pat_secret_name,
+                clock=self.clock.now,
+            )
+
+        return self._once("runner_check", build)
 
     # --- health -------------------------------------------------------------------------------------
     @property

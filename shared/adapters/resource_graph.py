@@ -58,7 +58,7 @@ PANELS_QUERY = """\
 resources
 | where type =~ 'microsoft.kubernetes/connectedclusters'
 | extend clusterId = tolower(id)
-| project clusterId, id, name, resourceGroup, subscriptionId, tags,
+| project clusterId, id, name, resourceGroup, subscriptionId, location, tags,
     connectivityStatus = tostring(properties.connectivityStatus),
     lastConnectivityTime = tostring(properties.lastConnectivityTime)
 | join kind=leftouter (
@@ -109,6 +109,7 @@ def view_from_row(row: dict[str, Any], *, configuration: str) -> PanelView:
             {
                 "id": row["id"],
                 "name": row.get("name") or "",
+                "location": row.get("location") or "",
                 "tags": row.get("tags") or {},
                 "properties": {
                     "connectivityStatus": row.get("connectivityStatus") or "",

@@ -279,7 +279,12 @@ def test_idempotent_retries_and_overlaps(host: HostProcess, lab: LabHandle) -> N
 
 
 def test_the_inventory_shows_each_panels_flux_state(host: HostProcess, lab: LabHandle) -> None:
+    seq = max((r["seq"] for r in lab.control("GET", "/_lab/requests")["requests"]), default=0)
     response = host.call("GET", "/api/fleet?tags=ring:canary")
+    sent = lab.control("GET", f"/_lab/requests?since={seq}")["requests"]
+    # Issue 13: the inventory comes from Resource Graph, not one ARM GET per panel.
+    assert [r["path"] for r in sent if "/fluxconfigurations/" in r["path"].lower()] == []
+    assert [r for r in sent if "microsoft.resourcegraph" in r["path"].lower()] != []
     assert response.status_code == 200
     doc = response.json()
     assert sorted(c["name"] for c in doc["clusters"]) == ring(lab, "canary")

@@ -44,7 +44,7 @@ PANELS_QUERY = """\
 resources
 | where type =~ 'microsoft.kubernetes/connectedclusters'
 | extend clusterId = tolower(id)
-| project clusterId, id, name, resourceGroup, subscriptionId, tags,
+| project clusterId, id, name, resourceGroup, subscriptionId, location, tags,
     connectivityStatus = tostring(properties.connectivityStatus),
     lastConnectivityTime = tostring(properties.lastConnectivityTime)
 | join kind=leftouter (
