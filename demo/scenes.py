@@ -7,7 +7,9 @@ A scene returns False when the outcome is not what it should be; the demo then e
 
 from __future__ import annotations
 
+import base64
 import json
+import os
 import subprocess
 import sys
 import time
@@ -46,6 +48,10 @@ class Story:
             ("2. A release pipeline freezes the canary ring, deploys, and resumes it", self.release_window),
             ("3. The operator mints a new PAT; the fleet converges ring by ring", self.rotate_pat),
             ("4. An image is pushed: will it roll out, when — then did it?", self.image_push),
+            (
+                "5. Factories break panels: on call, the fleet's health says why, in Flux's words",
+                self.fleet_health,
+            ),
         ):
             console.rule(f"[bold]{title}")
             started = time.monotonic()
@@ -336,6 +342,88 @@ class Story:
         panels = [c for c in state["clusters"] if c["online"] and c["id"].lower() not in exclude]
         applied = sum(1 for c in panels if c["applied_revision"] == commit)
         return applied / max(len(panels), 1)
+
+    # --- scene 5 ----------------------------------------------------------------------------------------
+    def fleet_health(self) -> tuple[bool, str]:
+        """Break four broad-ring panels the way factories do, then read `GET /api/fleet/health`."""
+        broad = sorted(
+            c["name"]
+            for c in self.lab.state()["clusters"]
+            if c["online"] and not c.get("runner") and c["tags"].get("ring") == "broad"
+        )
+        hand_pat, bad_path, no_secret, unplugged = broad[-4:]
+        console.print(
+            scene(
+                "the factories",
+                f"{hand_pat}: someone ran `az k8s-configuration flux update --https-key` with a typo; "
+                f"{bad_path}: its kustomization path was edited to ./kubernetes/nowhere; "
+                f"{no_secret}: its iot-hub-connection secret was deleted; {unplugged}: unplugged.",
+            )
+        )
+        typo = base64.b64encode(b"a-pat-typed-by-hand").decode()
+        self.patch_by_hand(hand_pat, {"configurationProtectedSettings": {"httpsKey": typo}})
+        self.patch_by_hand(bad_path, {"kustomizations": {"workloads": {"path": "./kubernetes/nowhere"}}})
+        self.lab.call("DELETE", f"/_lab/clusters/{no_secret}/secrets/ipc-workloads/iot-hub-connection")
+        self.lab.call("POST", f"/_lab/clusters/{unplugged}/connectivity", {"online": False})
+        expected = {
+            hand_pat: "git-auth-failed",
+            bad_path: "kustomization-path-not-found",
+            no_secret: "health-check-failed",
+            unplugged: "offline",
+        }
+
+        def diagnosed() -> dict[str, Any] | None:
+            doc = self.app.get("fleet/health?tags=ring:broad&limit=500")
+            causes = {row["name"]: row["cause"] for row in doc["panels"]}
+            return doc if all(causes.get(name) == cause for name, cause in expected.items()) else None
+
+        doc = self.wait_for_value(diagnosed, "the agents report, Resource Graph catches up")
+        table = Table(title=f"fleet health, ring broad: {doc['total']} panels", title_justify="left")
+        table.add_column("cause")
+        table.add_column("panels", justify="right")
+        for cause, count in sorted(doc["counts"].items(), key=lambda item: -item[1]):
+            if count:  # the vocabulary has 14 causes; show the ones that occur
+                table.add_row(cause, str(count))
+        console.print(table)
+        for row in doc["panels"]:
+            if row["name"] in expected:
+                console.print(f"  {row['name']}: [bold]{row['cause']}[/] — {row['message']}")
+        detail = self.app.get(f"fleet/panels/{hand_pat}")
+        console.print(
+            scene(f"GET /api/fleet/panels/{hand_pat}", f"{detail.get('cause')}: {detail.get('hint') or ''}")
+        )
+        leaked = "a-pat-typed-by-hand" in json.dumps(doc) + json.dumps(detail)
+        return not leaked, "; ".join(f"{name}: {cause}" for name, cause in expected.items())
+
+    def patch_by_hand(self, name: str, properties: dict[str, Any]) -> None:
+        """What an engineer's `az k8s-configuration flux update` does: a PATCH through ARM."""
+        from azure.identity import ManagedIdentityCredential
+        from azure.mgmt.kubernetesconfiguration.fluxconfigurations import (
+            KubernetesConfigurationFluxConfigurationsMgmtClient,
+        )
+
+        doc = json.loads((self.lab_dir / "lab.json").read_text())
+        panel = next(c for c in self.lab.state()["clusters"] if c["name"] == name)
+        saved = {key: os.environ.get(key) for key in doc["env"]}
+        os.environ.update(doc["env"])
+        try:
+            client = KubernetesConfigurationFluxConfigurationsMgmtClient(
+                ManagedIdentityCredential(), panel["subscription"], base_url=doc["endpoints"]["arm"]
+            )
+            client.flux_configurations.begin_update(
+                panel["resourceGroup"],
+                "Microsoft.Kubernetes",
+                "connectedClusters",
+                name,
+                doc["env"]["FLUXFLEET_FLUX_CONFIGURATION"],
+                {"properties": properties},
+            ).result()
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
 
     def wait_for(self, predicate: Callable[[dict[str, Any]], bool], what: str) -> None:
         self.wait_for_value(lambda: True if predicate(self.lab.state()) else None, what)
