@@ -124,3 +124,10 @@ def images_latest(req: func.HttpRequest) -> func.HttpResponse:
     return json_response(
         {"policies": [status.to_document() for status in get_container().images.current_latest()]}
     )
+
+
+@bp.route(route="images/runner", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+@handle_errors
+def images_runner(req: func.HttpRequest) -> func.HttpResponse:
+    """The image-automation runner checked: one, online, controllers on, API served, credential proven."""
+    return json_response(get_container().runner_check.check().to_document())

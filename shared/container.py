@@ -9,6 +9,9 @@ worker. The pieces every capability shares are built here once: the SDK clients,
 clock, the operation store and queue, and the fleet-change engine with its strategies handed over
 explicitly.
 
+(Over 500 lines on purpose: it is the one place every service is wired, one short property each; split,
+the wiring would be scattered again, which is what issue 11 removed.)
+
 Tests replace whole services (or build a container over their own settings) with `set_container`;
 they never patch import paths. A capability whose settings are missing fails when it is first used,
 with `MissingSetting` naming the variable, and the others keep working.
@@ -75,6 +78,7 @@ class Container:
         health: HealthService | None = None,
         conformance: ConformanceService | None = None,
         fleet_health: FleetHealth | None = None,
+        runner_check: RunnerCheck | None = None,
     ) -> None:
         """`settings` and, for tests, any part already built (it is used instead of building one)."""
         self.settings = settings
@@ -88,6 +92,7 @@ class Container:
             ("health", health),
             ("conformance", conformance),
             ("fleet_health", fleet_health),
+            ("runner_check", runner_check),
         ):
             if part is not None:
                 self._built[name] = part

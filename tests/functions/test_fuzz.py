@@ -31,6 +31,7 @@ from tests.functions.test_credentials_handlers import World as CredentialsWorld
 from tests.unit.conformance.fakes import conformance_over_fakes
 from tests.unit.fleet.fakes import SUB_A, SUB_B, make_panel, make_world
 from tests.unit.images.fakes import LOGIN_SERVER, handler_world
+from tests.unit.images.test_runner import runner_check_over_fakes
 
 EXAMPLES = settings(
     max_examples=60,
@@ -125,6 +126,7 @@ def app_over_fakes() -> Iterator[Container]:
             images=images.service,
             health=HealthService(settings=config, probes={}),
             fleet_health=health_over_fakes(),
+            runner_check=runner_check_over_fakes(inventory),
         )
         set_container(container)
         try:
