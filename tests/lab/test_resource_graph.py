@@ -25,6 +25,7 @@ from azure.mgmt.resourcegraph.models import QueryRequest, QueryRequestOptions, Q
 
 from lab.arm import wire
 from lab.resourcegraph.quota import UserQuota
+from shared.adapters.resource_graph import panels_query
 from tests.lab.armkit import ARM_SCOPE, CONFIG, ON_ARC, flux_client, raw, truth
 from tests.labkit import REPO_ROOT, LabHandle, LabProcess
 
@@ -40,41 +41,9 @@ FLUX_TYPE = "microsoft.kubernetesconfiguration/fluxconfigurations"
 DOC = REPO_ROOT / "lab" / "docs" / "resourcegraph.md"
 
 # --- the app's queries (the same text as lab/docs/resourcegraph.md) ---------------------------------------
-PANELS_QUERY = """\
-resources
-| where type =~ 'microsoft.kubernetes/connectedclusters'
-| extend clusterId = tolower(id)
-| project clusterId, id, name, resourceGroup, subscriptionId, location, tags,
-    connectivityStatus = tostring(properties.connectivityStatus),
-    lastConnectivityTime = tostring(properties.lastConnectivityTime)
-| join kind=leftouter (
-    kubernetesconfigurationresources
-    | where type =~ 'microsoft.kubernetesconfiguration/fluxconfigurations' and name =~ 'ipc-platform-config'
-    | parse tolower(id) with clusterId '/providers/microsoft.kubernetesconfiguration/fluxconfigurations/' *
-    | project clusterId,
-        complianceState = tostring(properties.complianceState),
-        provisioningState = tostring(properties.provisioningState),
-        suspend = properties.suspend,
-        sourceSyncedCommitId = tostring(properties.sourceSyncedCommitId),
-        sourceUpdatedAt = tostring(properties.sourceUpdatedAt),
-        statusUpdatedAt = tostring(properties.statusUpdatedAt),
-        errorMessage = tostring(properties.errorMessage),
-        statuses = properties.statuses,
-        sourceUrl = tostring(properties.gitRepository.url),
-        sourceBranch = tostring(properties.gitRepository.repositoryRef.branch)
-  ) on clusterId
-| join kind=leftouter (
-    kubernetesconfigurationresources
-    | where type =~ 'microsoft.kubernetesconfiguration/extensions'
-        and tostring(properties.extensionType) =~ 'microsoft.flux'
-    | parse tolower(id) with clusterId '/providers/microsoft.kubernetesconfiguration/extensions/' *
-    | project clusterId,
-        fluxExtensionVersion = tostring(properties.currentVersion),
-        fluxExtensionProvisioningState = tostring(properties.provisioningState)
-  ) on clusterId
-| project-away clusterId1, clusterId2
-| order by clusterId asc
-"""
+# The app's own query (shared/adapters/resource_graph.py), so this file proves what the app sends; a test
+# below keeps lab/docs/resourcegraph.md in step with it.
+PANELS_QUERY = panels_query(CONFIG)
 COMPLIANCE_COUNTS_QUERY = """\
 kubernetesconfigurationresources
 | where type =~ 'microsoft.kubernetesconfiguration/fluxconfigurations' and name =~ 'ipc-platform-config'
