@@ -467,7 +467,11 @@ def test_a_runner_whose_extension_lacks_the_v1_image_api_runs_nothing_and_says_w
         # The lab's runner is set up at 1.23.3; take it back to before Flux 2.7's image API, and let its
         # agent reconcile once with that extension before the cycle (no waiting on background ticks).
         set_extension_version(lab, RUNNER, PRE_FLUX_27_EXTENSION)
-        lab.control("POST", "/_lab/agents/tick")
+        deadline = time.monotonic() + 30
+        while runner_view(lab)["running"]:  # the agent must reconcile with the old extension first
+            assert time.monotonic() < deadline, "the runner's agent never reconciled the downgrade"
+            lab.control("POST", "/_lab/agents/tick")
+            time.sleep(0.1)
     before = head(lab)
     push(lab, "v1.9.0")
     outcome = run_cycle(lab)
